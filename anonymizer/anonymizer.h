@@ -1,0 +1,103 @@
+// anonymizer/anonymizer.h: turns untrusted tool output into text that may
+// leave the trusted zone.
+//
+// Input: Untrusted: bytes from targets, valid UTF-8 (the pipeline repairs
+// encoding first). Output: the same text with every secret replaced by an
+// irreversible typed placeholder ([PRIVKEY_REDACTED], [PASSWORD_REDACTED]) and
+// every identifier replaced by a session token ([IP_1], [EMAIL_2]) that is
+// stable for the session and resolvable only inside Warden (TokenMap).
+//
+// Engine: every SpanSource (layer-1 regex rules now; a local-LLM span
+// classifier later) reports spans on the ORIGINAL text; overlaps are resolved
+// once, deterministically (secrets before identifiers, then longer spans, then
+// earlier spans), and the text is rewritten in a single pass. Rules never see
+// each other's output.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/result.h"
+
+namespace warden::anonymizer {
+
+enum class Kind { kSecret, kIdentifier };
+
+struct Span {
+  size_t begin = 0;
+  size_t end = 0;           // exclusive
+  Kind kind = Kind::kSecret;
+  std::string category;     // "private_key", "password", "ip", "email", ...
+  std::string rule;         // which rule found it (for --explain; never the value)
+  size_t length() const { return end - begin; }
+};
+
+// Placeholder prefix for a category: identifiers get numbered tokens
+// ("IP" -> [IP_3]); secrets get a fixed irreversible marker ([PRIVKEY_REDACTED]).
+std::string TokenPrefix(std::string_view category);
+std::string SecretPlaceholder(std::string_view category);
+
+// TokenMap: the per-session, in-memory mapping between identifiers and tokens.
+// Never persisted, never logged. Thread safe.
+class TokenMap {
+ public:
+  // Tokenize returns the session's token for (prefix, value), creating "[PREFIX_n]" on first sight.
+  std::string Tokenize(std::string_view prefix, std::string_view value);
+  // Resolve returns the real value of a token this session issued, or nullopt.
+  std::optional<std::string> Resolve(std::string_view token) const;
+  size_t size() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::string> forward_;  // prefix '\0' value -> token
+  std::unordered_map<std::string, std::string> reverse_;  // token -> value
+  std::unordered_map<std::string, int> next_;             // prefix -> last number issued
+};
+
+// SpanSource finds spans in text. Implementations must be thread safe (const).
+class SpanSource {
+ public:
+  virtual ~SpanSource() = default;
+  virtual void Find(std::string_view text, std::vector<Span>* out) const = 0;
+};
+
+struct Sanitized {
+  std::string text;
+  std::map<std::string, int> counts;  // category -> spans replaced
+  std::vector<Span> spans;            // the spans applied, on the input's offsets
+};
+
+class Anonymizer {
+ public:
+  explicit Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources);
+  // Anonymize rewrites `text` once with the resolved spans of all sources.
+  Sanitized Anonymize(std::string_view text, TokenMap& tokens) const;
+
+ private:
+  std::vector<std::unique_ptr<SpanSource>> sources_;
+};
+
+// ResolveSpans sorts and drops overlapping spans: secrets beat identifiers,
+// longer beats shorter, earlier beats later. Exposed for tests.
+std::vector<Span> ResolveSpans(std::vector<Span> spans);
+
+// MakeRegexRules returns layer 1: Warden's own RE2 rule set.
+std::unique_ptr<SpanSource> MakeRegexRules();
+
+// MakeDefaultAnonymizer returns the configured pipeline (layer 1 only for now).
+std::unique_ptr<Anonymizer> MakeDefaultAnonymizer();
+
+// Detokenize replaces every session token ("[IP_3]") in `s` with its real
+// value. A token-shaped string this session never issued is NotFound: an
+// invented token is refused, never passed through. Secret placeholders have no
+// reverse mapping and are left as they are.
+Status Detokenize(std::string* s, const TokenMap& tokens);
+
+}  // namespace warden::anonymizer

@@ -1,0 +1,108 @@
+#include <catch2/catch.hpp>
+
+#include "anonymizer/anonymizer.h"
+
+using namespace warden::anonymizer;
+
+namespace {
+std::string Run(const std::string& in, TokenMap& tokens) { return MakeDefaultAnonymizer()->Anonymize(in, tokens).text; }
+std::string Run(const std::string& in) {
+  TokenMap t;
+  return Run(in, t);
+}
+}  // namespace
+
+TEST_CASE("IPv4 addresses become consistent session tokens") {
+  TokenMap t;
+  std::string out = Run("from 10.1.2.3 to 172.16.0.9, again 10.1.2.3:22 and 10.1.2.0/24", t);
+  CHECK(out == "from [IP_1] to [IP_2], again [IP_1]:22 and [IP_3]/24");
+  CHECK(t.Resolve("[IP_2]") == std::optional<std::string>("172.16.0.9"));
+  // The same session keeps the numbering across outputs.
+  CHECK(Run("ping 172.16.0.9", t) == "ping [IP_2]");
+}
+
+TEST_CASE("loopback, unspecified, documentation ranges, netmasks and versions stay") {
+  CHECK(Run("127.0.0.1 0.0.0.0 192.0.2.5 198.51.100.7 203.0.113.9 255.255.255.0") ==
+        "127.0.0.1 0.0.0.0 192.0.2.5 198.51.100.7 203.0.113.9 255.255.255.0");
+  CHECK(Run("openssl 1.1.1.1.2 and v10.2.3.4") == "openssl 1.1.1.1.2 and v10.2.3.4");
+  CHECK(Run("::1 and :: and 2001:db8::1") == "::1 and :: and 2001:db8::1");
+}
+
+TEST_CASE("IPv6 addresses in several notations") {
+  TokenMap t;
+  CHECK(Run("inet6 fe80::5054:ff:fe12:3456/64 scope link", t) == "inet6 [IP_1]/64 scope link");
+  CHECK(Run("2a01:4f8:c17:1234::1 and [2a01:4f8:c17:1234::1]:443", t) == "[IP_2] and [[IP_2]]:443");
+  CHECK(Run("::ffff:10.9.8.7", t) == "[IP_3]");
+}
+
+TEST_CASE("things that look like IPv6 but are not stay as they are") {
+  CHECK(Run("std::string a::b 12:34:56 aa:bb:cc:dd:ee:ff") == "std::string a::b 12:34:56 aa:bb:cc:dd:ee:ff");
+}
+
+TEST_CASE("emails are identifiers") {
+  TokenMap t;
+  CHECK(Run("From: Alice <alice.smith@corp.example.com>, bob+ops@mail.acme.io", t) ==
+        "From: Alice <[EMAIL_1]>, [EMAIL_2]");
+}
+
+TEST_CASE("a PEM private key loses its body and keeps its armour") {
+  std::string key =
+      "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+      "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+      "QyNTUxOQAAACDx8Y7lZkV1mZ9sQm1pZ2h0IGJlIGEga2V5IGJ1dCBpdCBpcyBub3QAAAAA\n"
+      "-----END OPENSSH PRIVATE KEY-----\n";
+  std::string out = Run("key:\n" + key + "done");
+  CHECK(out ==
+        "key:\n-----BEGIN OPENSSH PRIVATE KEY-----\n[PRIVKEY_REDACTED]\n-----END OPENSSH PRIVATE KEY-----\ndone");
+}
+
+TEST_CASE("a private key cut before its END line is still redacted") {
+  std::string out = Run("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\n7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmwIDAQAB\n\nafter");
+  CHECK(out.find("MIIEow") == std::string::npos);
+  CHECK(out.find("[PRIVKEY_REDACTED]") != std::string::npos);
+  CHECK(out.find("after") != std::string::npos);
+}
+
+TEST_CASE("obvious passwords in key=value, JSON, YAML and URLs") {
+  CHECK(Run("DB_PASSWORD=s3cr3t-Value") == "DB_PASSWORD=[PASSWORD_REDACTED]");
+  CHECK(Run("  password: \"hunter2!x\"") == "  password: \"[PASSWORD_REDACTED]\"");
+  CHECK(Run("{\"api_key\": \"abc123def456\"}") == "{\"api_key\": \"[PASSWORD_REDACTED]\"}");
+  CHECK(Run("postgres://app:Pg.pass-77@10.0.0.5:5432/app") == "postgres://app:[PASSWORD_REDACTED]@[IP_1]:5432/app");
+}
+
+TEST_CASE("placeholders and field names without values are kept") {
+  CHECK(Run("password=changeme") == "password=changeme");
+  CHECK(Run("password: ${DB_PASSWORD}") == "password: ${DB_PASSWORD}");
+  CHECK(Run("the password field is required") == "the password field is required");
+  CHECK(Run("commit 3f2c1e9b8a7d6c5b4a3928171615141312111009") == "commit 3f2c1e9b8a7d6c5b4a3928171615141312111009");
+}
+
+TEST_CASE("overlaps resolve once: secrets beat identifiers, longer beats shorter") {
+  std::vector<Span> spans = {{0, 10, Kind::kIdentifier, "ip", "a"},
+                             {5, 20, Kind::kSecret, "password", "b"},
+                             {2, 4, Kind::kIdentifier, "ip", "c"},
+                             {20, 25, Kind::kIdentifier, "email", "d"},
+                             {21, 30, Kind::kIdentifier, "ip", "e"}};
+  std::vector<Span> kept = ResolveSpans(spans);
+  REQUIRE(kept.size() == 3);
+  CHECK(kept[0].rule == "c");  // 2-4 does not overlap the secret 5-20
+  CHECK(kept[1].rule == "b");
+  CHECK(kept[2].rule == "e");  // 21-30 is longer than 20-25
+}
+
+TEST_CASE("detokenize resolves issued tokens and refuses invented ones") {
+  TokenMap t;
+  Run("host 10.20.30.40", t);
+  std::string arg = "ping -c1 [IP_1]";
+  REQUIRE(Detokenize(&arg, t).ok());
+  CHECK(arg == "ping -c1 10.20.30.40");
+
+  std::string invented = "cat [IP_7]";
+  warden::Status s = Detokenize(&invented, t);
+  CHECK(s.code() == warden::Code::kNotFound);
+  CHECK(invented == "cat [IP_7]");
+
+  std::string secret = "echo [PASSWORD_REDACTED]";  // secrets have no reverse mapping: left as typed
+  REQUIRE(Detokenize(&secret, t).ok());
+  CHECK(secret == "echo [PASSWORD_REDACTED]");
+}
