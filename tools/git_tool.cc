@@ -1,0 +1,449 @@
+#include "tools/git_tool.h"
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/clock.h"
+#include "core/json_schema.h"
+#include "tools/process.h"
+
+namespace warden::tools {
+namespace json = boost::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr int64_t kDefaultMaxCount = 50;
+constexpr uint64_t kConfigListCap = 1u << 20;
+constexpr std::string_view kRefPunctuation = "._/~^@{}:-+";
+// Argument keys that only some operations accept (repo, operation and
+// timeout_seconds apply to all).
+constexpr std::string_view kOptionKeys[] = {"revisions", "paths", "pattern", "staged", "max_count", "patch"};
+
+// Operation is one row of the table that drives both the checks and argv.
+struct Operation {
+  std::string_view name;
+  std::vector<std::string_view> options;  // keys from kOptionKeys it accepts
+  std::vector<std::string> fixed;         // arguments right after the subcommand
+  // Whether "--end-of-options" precedes the revisions. Checked by hand with
+  // git 2.39: log, diff and show honour it; blame and grep reject it; status
+  // and ls-files accept it but then read "--" as a pathspec. Where it is not
+  // used, revisions are still safe: none may start with '-'.
+  bool end_of_options = false;
+};
+
+// --no-ext-diff/--no-textconv: diff drivers from the repo's attributes and
+// config would run programs. --ignore-submodules=dirty: otherwise status and
+// diff start git inside each submodule, whose own config (filters, fsmonitor)
+// is not neutralized. --no-ignore-revs-file: blame.ignoreRevsFile may name any
+// file on the host, and git quotes its first unparsable line in its error.
+const std::vector<Operation>& Operations() {
+  static const std::vector<Operation> kOperations = {
+      {"status", {"paths"}, {"--branch", "--ignore-submodules=dirty"}},
+      {"log", {"revisions", "paths", "max_count", "patch"}, {"--no-ext-diff", "--no-textconv"}, true},
+      {"diff", {"revisions", "paths", "staged"}, {"--no-ext-diff", "--no-textconv", "--ignore-submodules=dirty"}, true},
+      {"show", {"revisions", "paths"}, {"--no-ext-diff", "--no-textconv"}, true},
+      {"blame", {"revisions", "paths"}, {"--no-textconv", "--no-ignore-revs-file"}},
+      {"ls-files", {"paths"}, {}},
+      {"grep", {"revisions", "paths", "pattern"}, {"-n", "-I", "--no-color"}},
+      {"branch", {}, {"--list", "-a", "-v", "--no-color"}},
+      {"tag", {}, {"--list", "-n1"}},
+  };
+  return kOperations;
+}
+
+const Operation* FindOperation(std::string_view name) {
+  for (const Operation& op : Operations())
+    if (op.name == name) return &op;
+  return nullptr;
+}
+
+bool Accepts(const Operation& op, std::string_view key) {
+  return std::find(op.options.begin(), op.options.end(), key) != op.options.end();
+}
+
+std::string Join(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// What one call asks for, after every check.
+struct Request {
+  std::string repo;
+  fs::path root;  // canonical repository directory
+  const Operation* op = nullptr;
+  std::vector<std::string> revisions;
+  std::vector<std::string> paths;
+  std::string pattern;
+  bool staged = false;
+  bool patch = false;
+  int64_t max_count = kDefaultMaxCount;
+  std::chrono::seconds timeout{0};
+};
+
+Status CheckOptions(const json::object& args, const Operation& op) {
+  for (std::string_view key : kOptionKeys) {
+    if (!args.contains(key) || Accepts(op, key)) continue;
+    std::vector<std::string> accepting;
+    for (const Operation& other : Operations())
+      if (Accepts(other, key)) accepting.emplace_back(other.name);
+    return InvalidArgument("\"" + std::string(key) + "\" does not apply to operation \"" + std::string(op.name) +
+                           "\" (only to: " + Join(accepting) + "); remove it");
+  }
+  return Status::Ok();
+}
+
+bool IsRefChar(unsigned char c) {
+  bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  return alnum || kRefPunctuation.find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+// CheckRevision keeps a revision from being read as an option and limits it to
+// the characters of refs, reflog and tree syntax (HEAD~2, main@{1}, v1^{},
+// HEAD:README.md, A..B, A...B); control characters fall outside.
+Status CheckRevision(const std::string& rev, size_t i) {
+  const std::string where = "revisions[" + std::to_string(i) + "]";
+  if (rev.empty()) return InvalidArgument(where + " is empty; give a ref, commit or range such as main~2..main");
+  if (rev[0] == '-') return InvalidArgument(where + " starts with '-'; a revision cannot be an option");
+  if (!std::all_of(rev.begin(), rev.end(), [](char c) { return IsRefChar(static_cast<unsigned char>(c)); }))
+    return InvalidArgument(where + " may contain only letters, digits and ._/~^@{}:-+");
+  return Status::Ok();
+}
+
+bool IsWithin(const fs::path& root, const fs::path& p) {
+  fs::path rel = p.lexically_relative(root);
+  return !rel.empty() && *rel.begin() != "..";
+}
+
+// CheckPath confines a path to the repository: weakly_canonical resolves the
+// existing prefix (symlinks included) and normalizes the rest, so "../x",
+// "missing/../../x" and a symlink to the outside all land outside `root`.
+Status CheckPath(const fs::path& root, const std::string& path, size_t i) {
+  const std::string where = "paths[" + std::to_string(i) + "]";
+  if (path.empty()) return InvalidArgument(where + " is empty; use \".\" for the whole repository");
+  if (path.find('\0') != std::string::npos) return InvalidArgument(where + " contains a NUL byte");
+  if (path[0] == '-') return InvalidArgument(where + " starts with '-'; a path cannot be an option");
+  if (path[0] == ':')
+    return InvalidArgument(where + " starts with ':' (pathspec magic is not allowed); give a plain path");
+  if (fs::path(path).is_absolute())
+    return InvalidArgument(where + " is absolute; give a path relative to the repository root");
+  std::error_code ec;
+  fs::path resolved = fs::weakly_canonical(root / path, ec);
+  if (ec || !IsWithin(root, resolved))
+    return InvalidArgument(where +
+                           " leads outside the repository (after resolving .. and symlinks); give a path inside it");
+  return Status::Ok();
+}
+
+std::vector<std::string> Strings(const json::object& args, std::string_view key) {
+  std::vector<std::string> out;
+  if (const json::value* v = args.if_contains(key))
+    for (const json::value& item : v->as_array()) out.emplace_back(item.as_string());
+  return out;
+}
+
+// ParseTargets reads what the command looks at: revisions, paths, pattern.
+Status ParseTargets(const json::object& args, Request* r) {
+  r->revisions = Strings(args, "revisions");
+  for (size_t i = 0; i < r->revisions.size(); ++i)
+    if (Status s = CheckRevision(r->revisions[i], i); !s.ok()) return s;
+  r->paths = Strings(args, "paths");
+  for (size_t i = 0; i < r->paths.size(); ++i)
+    if (Status s = CheckPath(r->root, r->paths[i], i); !s.ok()) return s;
+  if (r->op->name == "blame" && r->paths.size() != 1)
+    return InvalidArgument("blame needs exactly one entry in \"paths\": the file to annotate");
+  if (r->op->name != "grep") return Status::Ok();
+  const json::value* pattern = args.if_contains("pattern");
+  if (!pattern) return InvalidArgument("grep needs \"pattern\": the text or regular expression to search for");
+  r->pattern = std::string(pattern->as_string());
+  if (r->pattern.empty()) return InvalidArgument("\"pattern\" is empty; give the text to search for");
+  if (r->pattern.find('\0') != std::string::npos) return InvalidArgument("\"pattern\" contains a NUL byte");
+  return Status::Ok();
+}
+
+int DefaultTimeoutSeconds(const GitConfig& config) {
+  return std::max(1, std::min(config.timeout_seconds, config.max_timeout_seconds));
+}
+
+void ParseFlags(const json::object& args, const GitConfig& config, Request* r) {
+  auto flag = [&](std::string_view key) {
+    const json::value* v = args.if_contains(key);
+    return v && v->as_bool();
+  };
+  r->staged = flag("staged");
+  r->patch = flag("patch");
+  if (const json::value* v = args.if_contains("max_count")) r->max_count = v->to_number<int64_t>();
+  int64_t timeout = DefaultTimeoutSeconds(config);
+  if (const json::value* v = args.if_contains("timeout_seconds")) timeout = v->to_number<int64_t>();
+  r->timeout = std::chrono::seconds(timeout);
+}
+
+// CheckRepoKnown runs before schema validation: for a repo name that is not
+// configured it says NotFound and lists the configured names, where the
+// schema's enum would only say InvalidArgument.
+Status CheckRepoKnown(const json::object& args, const GitConfig& config) {
+  const json::value* repo = args.if_contains("repo");
+  if (!repo || !repo->is_string() || config.repos.contains(std::string(repo->get_string()))) return Status::Ok();
+  std::vector<std::string> names;
+  for (const auto& [name, path] : config.repos) names.push_back(name);
+  std::string message = "unknown repo \"" + std::string(repo->get_string()) + "\"";
+  if (names.empty()) return NotFound(message + ": no repos are configured (git.repos in the config file)");
+  return NotFound(message + "; configured repos: " + Join(names));
+}
+
+// ParseRequest runs the semantic checks; args already match the schema and
+// name a configured repo.
+Result<Request> ParseRequest(const json::object& args, const GitConfig& config) {
+  Request r;
+  r.repo = std::string(args.at("repo").as_string());
+  r.op = FindOperation(args.at("operation").as_string());
+  if (r.op == nullptr) return InvalidArgument("unknown operation");  // the schema's enum already refuses it
+  if (Status s = CheckOptions(args, *r.op); !s.ok()) return s;
+  std::error_code ec;
+  r.root = fs::canonical(config.repos.at(r.repo), ec);
+  if (ec) return Unavailable("repo \"" + r.repo + "\" cannot be opened: " + ec.message());
+  if (Status s = ParseTargets(args, &r); !s.ok()) return s;
+  ParseFlags(args, config, &r);
+  return r;
+}
+
+// GlobalArgs is the start of every git command line. Command-line -c settings
+// win over the repository's own config, which is what makes them effective
+// against a hostile .git/config; `overrides` adds more of them.
+std::vector<std::string> GlobalArgs(const std::string& git, const fs::path& root,
+                                    const std::vector<std::string>& overrides) {
+  const std::string dir = root.string();
+  // --work-tree: core.worktree in the repo config would point git at another
+  // directory, and -c cannot override it (it is read during discovery).
+  std::vector<std::string> argv = {git, "--no-pager", "--work-tree=" + dir};
+  std::vector<std::string> settings = {
+      "core.pager=cat",          "core.fsmonitor=false",      "core.hooksPath=/dev/null",
+      "diff.external=",          "core.untrackedCache=false", "color.ui=never",
+      "safe.directory=" + dir,   "protocol.allow=never",
+      "log.showSignature=false",  // verifying a signature runs gpg.program from the repo config
+      "diff.submodule=short",     // "diff" would start git inside submodules
+      "submodule.recurse=false",
+  };
+  settings.insert(settings.end(), overrides.begin(), overrides.end());
+  for (std::string& s : settings) {
+    argv.push_back("-c");
+    argv.push_back(std::move(s));
+  }
+  argv.push_back("--no-optional-locks");
+  return argv;
+}
+
+// OperationArgs is the subcommand and what follows it: options, then
+// revisions (after --end-of-options where git honours it), then "--" and paths.
+std::vector<std::string> OperationArgs(const Request& r) {
+  const Operation& op = *r.op;
+  std::vector<std::string> args = {std::string(op.name)};
+  args.insert(args.end(), op.fixed.begin(), op.fixed.end());
+  if (op.name == "log") args.push_back("--max-count=" + std::to_string(r.max_count));
+  if (r.patch) args.push_back("-p");
+  if (r.staged) args.push_back("--cached");
+  if (op.name == "grep") args.insert(args.end(), {"-e", r.pattern});  // -e: a pattern may start with '-'
+  if (op.end_of_options) args.push_back("--end-of-options");
+  args.insert(args.end(), r.revisions.begin(), r.revisions.end());
+  if (!Accepts(op, "paths")) return args;
+  args.push_back("--");
+  args.insert(args.end(), r.paths.begin(), r.paths.end());
+  return args;
+}
+
+// The child's whole environment: no HOME, no global or system config, no
+// prompts, no pager, C locale so that output does not depend on the host.
+const std::map<std::string, std::string>& ChildEnv() {
+  static const std::map<std::string, std::string> kEnv = {
+      {"PATH", "/usr/bin:/bin"},
+      {"HOME", "/nonexistent"},
+      {"LC_ALL", "C"},
+      {"GIT_CONFIG_NOSYSTEM", "1"},
+      {"GIT_CONFIG_GLOBAL", "/dev/null"},
+      {"GIT_TERMINAL_PROMPT", "0"},
+      {"GIT_OPTIONAL_LOCKS", "0"},
+      {"GIT_PAGER", "cat"},
+      {"PAGER", "cat"},
+      {"GIT_ASKPASS", "/bin/false"},
+      {"SSH_ASKPASS", "/bin/false"},
+  };
+  return kEnv;
+}
+
+ProcessSpec MakeSpec(const std::string& git, const Request& r, const std::vector<std::string>& overrides,
+                     const std::vector<std::string>& tail) {
+  ProcessSpec spec;
+  spec.argv = GlobalArgs(git, r.root, overrides);
+  spec.argv.insert(spec.argv.end(), tail.begin(), tail.end());
+  spec.cwd = r.root.string();
+  spec.env = ChildEnv();
+  return spec;
+}
+
+std::string ExitText(const RawOutput& out) {
+  if (out.exit_status) return "status " + std::to_string(*out.exit_status);
+  return "signal " + out.exit_signal.value_or("?");
+}
+
+// FilterOverrides turns the output of `git config --null --name-only
+// --get-regexp ^filter\.` into settings that disable every filter driver the
+// repo defines. Filter drivers (clean/smudge/process) run arbitrary commands
+// during status and diff, and git has no switch to turn them all off, so each
+// is emptied by name; "required=false" keeps git from failing on an emptied
+// required driver (git-lfs sets it).
+Result<std::vector<std::string>> FilterOverrides(const RawOutput& listing, const std::string& repo) {
+  if (listing.exit_status == 1 && listing.out.total == 0) return std::vector<std::string>{};  // no key matched
+  if (listing.exit_status != 0 || listing.out.capped())
+    return FailedPrecondition("cannot read the git configuration of repo \"" + repo + "\" (git config exited with " +
+                              ExitText(listing) + "); the repository's configuration needs fixing");
+  std::set<std::string> drivers;
+  const std::string& keys = listing.out.bytes;
+  for (size_t begin = 0, end; begin < keys.size(); begin = end + 1) {
+    end = std::min(keys.find('\0', begin), keys.size());
+    std::string_view key(keys.data() + begin, end - begin);
+    constexpr std::string_view kPrefix = "filter.";
+    size_t last_dot = key.rfind('.');
+    if (!key.starts_with(kPrefix) || last_dot <= kPrefix.size()) continue;  // "filter.x": no driver name
+    std::string driver(key.substr(kPrefix.size(), last_dot - kPrefix.size()));
+    // -c splits at the first '=', so such a name cannot be overridden.
+    if (driver.find('=') != std::string::npos)
+      return FailedPrecondition("repo \"" + repo + "\" configures a filter driver whose name contains '='; " +
+                                "Warden cannot disable it, so it does not run git there");
+    drivers.insert(std::move(driver));
+  }
+  std::vector<std::string> settings;
+  for (const std::string& d : drivers)
+    for (const char* s : {"clean=", "smudge=", "process=", "required=false"})
+      settings.push_back("filter." + d + "." + s);
+  return settings;
+}
+
+// Interrupted reports a call stopped (timeout, cancellation) before its main
+// command ran; the helper command's own bytes are not the answer, so none are kept.
+RawOutput Interrupted(const RawOutput& helper, const Request& r) {
+  RawOutput out;
+  out.timed_out = helper.timed_out;
+  out.cancelled = helper.cancelled;
+  out.exit_signal = helper.exit_signal;
+  out.duration = helper.duration;
+  out.metadata["operation"] = std::string(r.op->name);
+  return out;
+}
+
+json::object StringArraySchema(int max_items, const char* description) {
+  return {{"type", "array"}, {"items", {{"type", "string"}}}, {"maxItems", max_items}, {"description", description}};
+}
+
+json::object InputSchema(const GitConfig& config) {
+  json::object repo = {{"type", "string"}};
+  if (config.repos.empty()) {
+    repo["description"] = "name of a configured repository; none are configured (add git.repos to the config file)";
+  } else {
+    json::array names;
+    for (const auto& [name, path] : config.repos) names.emplace_back(name);
+    repo["enum"] = std::move(names);
+    repo["description"] = "name of a configured repository";
+  }
+  json::array operations;
+  for (const Operation& op : Operations()) operations.emplace_back(op.name);
+  const int max_timeout = std::max(1, config.max_timeout_seconds);
+  json::object props = {
+      {"repo", std::move(repo)},
+      {"operation", {{"type", "string"}, {"enum", std::move(operations)}, {"description", "the git command to run"}}},
+      {"revisions", StringArraySchema(2,
+                                      "log/diff/show/blame/grep: refs, commits or ranges (A..B, A...B), "
+                                      "e.g. [\"main~3\", \"main\"] or [\"HEAD:README.md\"] for show")},
+      {"paths", StringArraySchema(64, "paths relative to the repository root (blame: exactly one)")},
+      {"pattern",
+       {{"type", "string"}, {"minLength", 1}, {"description", "grep only, required: the regular expression"}}},
+      {"staged", {{"type", "boolean"}, {"description", "diff only: compare the index with HEAD (--cached)"}}},
+      {"max_count",
+       {{"type", "integer"},
+        {"minimum", 1},
+        {"maximum", 1000},
+        {"default", kDefaultMaxCount},
+        {"description", "log only: how many commits"}}},
+      {"patch", {{"type", "boolean"}, {"description", "log only: include each commit's diff (-p)"}}},
+      {"timeout_seconds",
+       {{"type", "integer"},
+        {"minimum", 1},
+        {"maximum", max_timeout},
+        {"default", DefaultTimeoutSeconds(config)},
+        {"description", "stop the command after this many seconds"}}},
+  };
+  return {{"type", "object"},
+          {"properties", std::move(props)},
+          {"required", {"repo", "operation"}},
+          {"additionalProperties", false}};
+}
+
+ToolSpec BuildSpec(const GitConfig& config) {
+  ToolSpec spec;
+  spec.name = "git";
+  spec.title = "Git repository (read-only)";
+  spec.description =
+      std::string(
+          "Read-only git inspection of a configured repository. Operations: status (work tree state and "
+          "branch), log (history; max_count, patch, revisions, paths), diff (work tree, index (staged) or "
+          "commits; revisions, paths), show (a commit, tag, or file at a revision such as HEAD:README.md), "
+          "blame (who last changed each line of one path), ls-files (tracked files), grep (search tracked "
+          "files for pattern, optionally at revisions), branch (all branches), tag (tags with the first "
+          "line of their message). Revisions may be ranges A..B or A...B; paths are relative to the "
+          "repository root.") +
+      kUntrustedNotice;
+  spec.input_schema = InputSchema(config);
+  spec.output_schema = CommandOutputSchema();
+  spec.annotations = Annotations{.read_only = true, .destructive = false, .idempotent = true, .open_world = false};
+  return spec;
+}
+
+}  // namespace
+
+GitTool::GitTool(const GitConfig& config, std::string git_binary)
+    : config_(config), git_(std::move(git_binary)), spec_(BuildSpec(config_)) {}
+
+const ToolSpec& GitTool::spec() const { return spec_; }
+
+std::string GitTool::Target(const json::object& args) const {
+  const json::value* repo = args.if_contains("repo");
+  return "repo:" + (repo && repo->is_string() ? std::string(repo->get_string()) : std::string("?"));
+}
+
+Result<RawOutput> GitTool::Run(const json::object& args, CallContext& ctx) {
+  if (Status s = CheckRepoKnown(args, config_); !s.ok()) return s;
+  // The server validates too; checking here keeps the tool safe on its own.
+  if (Status s = ValidateJson(args, spec_.input_schema); !s.ok()) return s;
+  Result<Request> request = ParseRequest(args, config_);
+  if (!request.ok()) return request.status();
+  const Request& r = request.value();
+  const auto deadline = Clock::Steady() + r.timeout;
+
+  // Filter drivers can only be disabled by name, so the repo's are listed first.
+  ProcessSpec listing = MakeSpec(git_, r, {}, {"config", "--null", "--name-only", "--get-regexp", "^filter\\."});
+  listing.timeout = r.timeout;
+  listing.max_capture_bytes = kConfigListCap;
+  Result<RawOutput> filters = RunProcess(listing, *ctx.cancel, ProgressFn());
+  if (!filters.ok()) return filters.status();
+  if (!filters->completed()) return Interrupted(filters.value(), r);
+  Result<std::vector<std::string>> overrides = FilterOverrides(filters.value(), r.repo);
+  if (!overrides.ok()) return overrides.status();
+
+  ProcessSpec command = MakeSpec(git_, r, overrides.value(), OperationArgs(r));
+  command.timeout = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(deadline - Clock::Steady()));
+  command.max_capture_bytes = ctx.max_capture_bytes;
+  Result<RawOutput> out = RunProcess(command, *ctx.cancel, ctx.progress);
+  if (!out.ok()) return out;
+  out->metadata["operation"] = std::string(r.op->name);
+  out->duration += filters->duration;  // the call's time includes the config listing
+  return out;
+}
+
+}  // namespace warden::tools
