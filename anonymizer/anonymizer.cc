@@ -57,6 +57,7 @@ std::vector<Span> ResolveSpans(std::vector<Span> spans) {
   // Priority order decides who wins an overlap; the survivors are then put back in text order.
   std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
     if (a.kind != b.kind) return a.kind == Kind::kSecret;
+    if (a.priority != b.priority) return a.priority > b.priority;
     if (a.length() != b.length()) return a.length() > b.length();
     if (a.begin != b.begin) return a.begin < b.begin;
     return a.category < b.category;

@@ -36,6 +36,7 @@ struct Span {
   Kind kind = Kind::kSecret;
   std::string category;     // "private_key", "password", "ip", "email", ...
   std::string rule;         // which rule found it (for --explain; never the value)
+  int priority = 0;         // higher wins an overlap before length does (a more specific rule)
   size_t length() const { return end - begin; }
 };
 
@@ -85,7 +86,7 @@ class Anonymizer {
 };
 
 // ResolveSpans sorts and drops overlapping spans: secrets beat identifiers,
-// longer beats shorter, earlier beats later. Exposed for tests.
+// then higher priority, then longer, then earlier. Exposed for tests.
 std::vector<Span> ResolveSpans(std::vector<Span> spans);
 
 // MakeRegexRules returns layer 1: Warden's own RE2 rule set.

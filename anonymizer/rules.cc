@@ -54,17 +54,20 @@ struct Rule {
   const char* pattern;
   // validate(text, begin, end) may reject a candidate span; may be empty.
   std::function<bool(std::string_view, size_t, size_t)> validate;
+  int priority = 0;  // see Span::priority
 };
 
 std::vector<Rule> BuildRules() {
   std::vector<Rule> r;
-  // Private keys: the armour lines stay, the body goes. Without an END line
+  // Private keys: the armour lines stay, the body goes (also inside a diff, where
+  // lines carry a '+', '-' or ' ' prefix). Without an END line
   // (output cut by head/tail) the base64 body up to the first blank line goes.
   r.push_back({"pem-private-key", "private_key", Kind::kSecret,
-               R"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----\r?\n([\s\S]*?)\r?\n-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)",
+               R"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----\r?\n([\s\S]*?)\r?\n[+\- >]?-----END [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)",
                {}});
   r.push_back({"pem-private-key-truncated", "private_key", Kind::kSecret,
-               R"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----\r?\n([A-Za-z0-9+/=][A-Za-z0-9+/=:, \-]*(?:\r?\n[A-Za-z0-9+/=][A-Za-z0-9+/=:, \-]*)*))", {}});
+               R"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY-----\r?\n([A-Za-z0-9+/=][A-Za-z0-9+/=:, \-]*(?:\r?\n[A-Za-z0-9+/=][A-Za-z0-9+/=:, \-]*)*))",
+               {}, /*priority=*/-1});  // the whole-key rule wins where both match
   // URL userinfo: scheme://user:PASSWORD@host
   r.push_back({"url-userinfo-password", "password", Kind::kSecret,
                R"([A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@'"]{1,128}:([^\s@/'"]{1,256})@[A-Za-z0-9\[])",
@@ -157,7 +160,7 @@ class RegexRules final : public SpanSource {
         if (!whole.empty()) pos = static_cast<size_t>(whole.data() - input.data()) + 1;
         continue;
       }
-      out->push_back({b, e, rule.kind, rule.category, rule.name});
+      out->push_back({b, e, rule.kind, rule.category, rule.name, rule.priority});
     }
   }
 

@@ -106,3 +106,9 @@ TEST_CASE("detokenize resolves issued tokens and refuses invented ones") {
   REQUIRE(Detokenize(&secret, t).ok());
   CHECK(secret == "echo [PASSWORD_REDACTED]");
 }
+
+TEST_CASE("a private key inside a diff keeps its END line") {
+  std::string out = Run("+-----BEGIN OPENSSH PRIVATE KEY-----\n+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n"
+                        "+QyNTUxOQAAACDx8Y7lZkV1mZ9sQm1pZ2h0IGJl\n+-----END OPENSSH PRIVATE KEY-----\n");
+  CHECK(out == "+-----BEGIN OPENSSH PRIVATE KEY-----\n[PRIVKEY_REDACTED]\n+-----END OPENSSH PRIVATE KEY-----\n");
+}
