@@ -28,7 +28,8 @@ struct RawOutput {
   bool timed_out = false;
   bool cancelled = false;
   std::chrono::milliseconds duration{0};
-  // Tool-specific facts for the audit row and the envelope (never secrets): e.g. "operation".
+  // Tool-specific facts for the audit row's `details` (never secrets, never
+  // output): e.g. "operation", a certificate's serial and key id.
   std::map<std::string, std::string> metadata;
 
   // Completed means the command ran to its end (any exit status).

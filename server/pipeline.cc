@@ -207,6 +207,9 @@ json::object Pipeline::Finish(const CallInfo& call, const Result<RawOutput>& out
   row.stderr_bytes = raw.err.total;
   row.truncated = truncated;
   row.redactions_json = json::serialize(redactions);
+  json::object details;
+  for (const auto& [k, v] : raw.metadata) details[k] = v;
+  row.details_json = json::serialize(details);
   if (Status s = finish_row(text); !s.ok()) return withheld(s);
 
   json::object result;

@@ -44,7 +44,8 @@ CREATE TABLE tool_calls(
   output_anon TEXT,
   output_sha256 TEXT,
   purge_after_ms INTEGER,
-  purged_ms INTEGER);
+  purged_ms INTEGER,
+  details TEXT);
 CREATE INDEX tool_calls_started ON tool_calls(started_ms);
 CREATE INDEX tool_calls_purge ON tool_calls(purge_after_ms) WHERE output_anon IS NOT NULL;
 )sql",
@@ -176,7 +177,7 @@ Status AuditStore::FinishCall(const CallFinish& r) {
   Stmt s(db_,
          "UPDATE tool_calls SET finished_ms=?, status=?, exit_status=?, exit_signal=?, duration_ms=?, "
          "stdout_bytes=?, stderr_bytes=?, response_bytes=?, truncated=?, redactions=?, pipeline_us=?, error=?, "
-         "output_anon=?, output_sha256=?, purge_after_ms=? WHERE call_id=?");
+         "output_anon=?, output_sha256=?, purge_after_ms=?, details=? WHERE call_id=?");
   if (!s.ok()) return Error("prepare call update");
   s.Int(1, r.finished_ms);
   s.Text(2, r.status);
@@ -193,7 +194,8 @@ Status AuditStore::FinishCall(const CallFinish& r) {
   s.Text(13, r.output_anon);
   s.Text(14, r.output_sha256);
   s.Int(15, r.purge_after_ms);
-  s.Text(16, r.call_id);
+  s.Text(16, r.details_json);
+  s.Text(17, r.call_id);
   if (s.Step() != SQLITE_DONE) return Error("update tool call");
   if (sqlite3_changes(db_) != 1) return Internal("audit row for call " + r.call_id + " is missing");
   return Status::Ok();

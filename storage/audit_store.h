@@ -59,6 +59,9 @@ struct CallFinish {
   std::string output_anon;   // sanitized output body; purged after retention
   std::string output_sha256; // of output_anon; kept after the purge
   int64_t purge_after_ms = 0;
+  // Tool-specific facts (certificate serial and key id, operation, ...) as a
+  // JSON object; never secrets, never raw output.
+  std::string details_json = "{}";
 };
 
 class AuditStore {

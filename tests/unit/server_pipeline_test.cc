@@ -78,7 +78,9 @@ std::string Text(const json::object& result) {
 
 TEST_CASE("a result is anonymized, enveloped, matches the output schema and is audited") {
   Fixture f;
-  json::object r = f.Run(Output("host 10.0.0.1 mail ops@corp.example.com\npassword=Sup3r-Secret\n", "warn 10.0.0.1\n"));
+  RawOutput raw = Output("host 10.0.0.1 mail ops@corp.example.com\npassword=Sup3r-Secret\n", "warn 10.0.0.1\n");
+  raw.metadata["operation"] = "show";
+  json::object r = f.Run(raw);
   std::string text = Text(r);
   CHECK(r.at("isError") == false);
   CHECK(text.find("10.0.0.1") == std::string::npos);
@@ -98,6 +100,7 @@ TEST_CASE("a result is anonymized, enveloped, matches the output schema and is a
   CHECK(f.Column("call-1", "arguments").find("10.0.0.1") == std::string::npos);  // sanitized arguments
   CHECK(f.Column("call-1", "output_anon").find("Sup3r-Secret") == std::string::npos);
   CHECK(f.Column("call-1", "redactions") == R"({"email":1,"ip":2,"password":1})");
+  CHECK(f.Column("call-1", "details") == R"({"operation":"show"})");
   CHECK(f.Column("call-1", "purge_after_ms") == std::to_string(1'700'000'000'000LL + 300'000));
 }
 
