@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <optional>
 #include <thread>
 
 #include "core/json_schema.h"
@@ -441,42 +442,43 @@ void McpServer::StartCall(const json::value& id, const json::object& params, con
 }
 
 void McpServer::RunCall(std::shared_ptr<Call> call, tools::Tool* tool, json::object arguments, Respond respond) {
-  json::object result;
+  std::optional<json::object> result;
   try {
-    Status valid = ValidateJson(arguments, tool->spec().input_schema);
-    call->info.target = valid.ok() ? tool->Target(arguments) : "(invalid arguments)";
-    if (Status admitted = pipeline_.Begin(call->info, tokens_); !admitted.ok()) {
-      result = pipeline_.Refusal(call->info, admitted, tokens_);
-      Log("error", call->info.tool + " call " + call->info.call_id + " refused: " + admitted.message());
-    } else {
-      Result<RawOutput> outcome = valid.ok() ? Execute(*call, tool, std::move(arguments)) : Result<RawOutput>(valid);
-      result = pipeline_.Finish(call->info, outcome, tokens_);
-      Log(result["isError"].as_bool() ? "warning" : "info",
-          call->info.tool + " call " + call->info.call_id + " on " + call->info.target + " finished" +
-              (outcome.ok() ? "" : ": " + std::string(CodeName(outcome.status().code()))));
-    }
+    result = CallResult(*call, tool, std::move(arguments));
   } catch (const std::exception& e) {
     // A fault of Warden itself: -32603, never the exception text of a tool (it could hold output).
     spdlog::error("internal error in {} call {}: {}", call->info.tool, call->info.call_id, e.what());
-    if (!call->client_cancelled)
-      respond(ErrorResponse(call->id, -32603, "Internal error while running the tool call; see the server log"));
-    std::lock_guard<std::mutex> lock(calls_mu_);
-    calls_.erase(call->key);
-    --running_;
-    calls_cv_.notify_all();
-    return;
   }
   // The spec: a request the client cancelled gets no response.
-  if (!call->client_cancelled) respond(ResultResponse(call->id, std::move(result)));
+  if (!call->client_cancelled)
+    respond(result ? ResultResponse(call->id, std::move(*result))
+                   : ErrorResponse(call->id, -32603, "Internal error while running the tool call; see the server log"));
   std::lock_guard<std::mutex> lock(calls_mu_);
   calls_.erase(call->key);
   --running_;
   calls_cv_.notify_all();
 }
 
-Result<RawOutput> McpServer::Execute(Call& call, tools::Tool* tool, json::object arguments) {
+json::object McpServer::CallResult(Call& call, tools::Tool* tool, json::object arguments) {
+  // Tokens are resolved first (the one place they are), so that the schema and
+  // the tool's own checks see the real values; an invented token is a refusal.
   json::value args(std::move(arguments));
-  if (Status s = DetokenizeStrings(&args, tokens_); !s.ok()) return s;
+  Status valid = DetokenizeStrings(&args, tokens_);
+  if (valid.ok()) valid = ValidateJson(args, tool->spec().input_schema);
+  call.info.target = valid.ok() ? tool->Target(args.get_object()) : "(invalid arguments)";
+  if (Status admitted = pipeline_.Begin(call.info, tokens_); !admitted.ok()) {
+    Log("error", call.info.tool + " call " + call.info.call_id + " refused: " + admitted.message());
+    return pipeline_.Refusal(call.info, admitted, tokens_);
+  }
+  Result<RawOutput> outcome = valid.ok() ? Execute(call, tool, args.get_object()) : Result<RawOutput>(valid);
+  json::object result = pipeline_.Finish(call.info, outcome, tokens_);
+  Log(result["isError"].as_bool() ? "warning" : "info",
+      call.info.tool + " call " + call.info.call_id + " finished" +
+          (outcome.ok() ? "" : ": " + std::string(CodeName(outcome.status().code()))));
+  return result;
+}
+
+Result<RawOutput> McpServer::Execute(Call& call, tools::Tool* tool, const json::object& args) {
   tools::CallContext ctx;
   ctx.session_id = session_id_;
   ctx.call_id = call.info.call_id;
@@ -494,7 +496,7 @@ Result<RawOutput> McpServer::Execute(Call& call, tools::Tool* tool, json::object
                                                 {"message", "running; " + std::to_string(bytes) + " bytes received"}}}});
     };
   }
-  return tool->Run(args.get_object(), ctx);
+  return tool->Run(args, ctx);
 }
 
 void McpServer::CancelAll(const std::string& reason) {

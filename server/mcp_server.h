@@ -65,7 +65,8 @@ class McpServer {
   boost::json::value ListTools(const boost::json::value* params, boost::json::object* error);
   void StartCall(const boost::json::value& id, const boost::json::object& params, const Respond& respond);
   void RunCall(std::shared_ptr<Call> call, tools::Tool* tool, boost::json::object arguments, Respond respond);
-  Result<RawOutput> Execute(Call& call, tools::Tool* tool, boost::json::object arguments);
+  boost::json::object CallResult(Call& call, tools::Tool* tool, boost::json::object arguments);
+  Result<RawOutput> Execute(Call& call, tools::Tool* tool, const boost::json::object& args);
   void Send(const boost::json::value& msg);
   void Log(const std::string& level, const std::string& text);
   void CancelAll(const std::string& reason);
