@@ -1,30 +1,50 @@
 #include "anonymizer/anonymizer.h"
 
+#include <openssl/crypto.h>
+
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <map>
+#include <set>
+
+#include "anonymizer/crypto_pan.h"
+#include "anonymizer/iac.h"
+#include "anonymizer/rules.h"
+#include "core/clock.h"
 
 namespace warden::anonymizer {
 
 std::string TokenPrefix(std::string_view category) {
-  if (category == "ip") return "IP";
-  if (category == "email") return "EMAIL";
-  if (category == "hostname") return "HOST";
-  if (category == "username") return "USER";
-  if (category == "mac") return "MAC";
-  std::string p(category);
-  for (char& c : p) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  static const std::map<std::string_view, std::string_view> kPrefix = {
+      {"ip", "IP"},           {"email", "EMAIL"},     {"hostname", "HOST"}, {"instance", "HOST"},
+      {"username", "USER"},   {"mac", "MAC"},         {"person", "PERSON"}, {"phone", "PHONE"},
+      {"iban", "IBAN"},       {"card", "CARD"},       {"network", "NET"},   {"project", "PROJECT"},
+      {"ssid", "WIFI"}};
+  if (auto it = kPrefix.find(category); it != kPrefix.end()) return std::string(it->second);
+  std::string p;
+  for (char c : category) p.push_back(std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(c)) : '_');
   return p;
 }
 
 std::string SecretPlaceholder(std::string_view category) {
-  if (category == "private_key") return "[PRIVKEY_REDACTED]";
-  if (category == "password") return "[PASSWORD_REDACTED]";
-  if (category == "api_key") return "[APIKEY_REDACTED]";
-  if (category == "connection_string") return "[CONNSTR_REDACTED]";
-  if (category == "jwt") return "[JWT_REDACTED]";
-  if (category == "auth_header") return "[AUTH_REDACTED]";
+  static const std::map<std::string_view, std::string_view> kPlaceholder = {
+      {"private_key", "[PRIVKEY_REDACTED]"},     {"password", "[PASSWORD_REDACTED]"},
+      {"api_token", "[APIKEY_REDACTED]"},        {"cloud_credential", "[APIKEY_REDACTED]"},
+      {"connection_string", "[CONNSTR_REDACTED]"}, {"jwt", "[JWT_REDACTED]"},
+      {"auth_header", "[AUTH_REDACTED]"},         {"password_hash", "[PASSWORD_HASH_REDACTED]"},
+      {"session_token", "[TOKEN_REDACTED]"},      {"generic_secret", "[SECRET_REDACTED]"},
+      {"encoded_secret", "[ENCODED_SECRET_REDACTED]"}};
+  if (auto it = kPlaceholder.find(category); it != kPlaceholder.end()) return std::string(it->second);
   return "[" + TokenPrefix(category) + "_REDACTED]";
+}
+
+TokenMap::TokenMap(IpMode ip_mode) : ip_mode_(ip_mode) {
+  if (ip_mode_ == IpMode::kPrefixPreserving) key_ = RandomBytes(32);
+}
+
+TokenMap::~TokenMap() {
+  if (!key_.empty()) OPENSSL_cleanse(key_.data(), key_.size());
 }
 
 std::string TokenMap::Tokenize(std::string_view prefix, std::string_view value) {
@@ -35,7 +55,13 @@ std::string TokenMap::Tokenize(std::string_view prefix, std::string_view value) 
   std::lock_guard<std::mutex> lock(mu_);
   auto it = forward_.find(key);
   if (it != forward_.end()) return it->second;
-  std::string token = "[" + std::string(prefix) + "_" + std::to_string(++next_[std::string(prefix)]) + "]";
+  std::string token;
+  if (ip_mode_ == IpMode::kPrefixPreserving && prefix == "IP") {
+    // A CIDR's address part is pseudonymized; "/24" stays.
+    std::optional<std::string> p = CryptoPan(key_, value);
+    if (p && !reverse_.count(*p)) token = *p;
+  }
+  if (token.empty()) token = "[" + std::string(prefix) + "_" + std::to_string(++next_[std::string(prefix)]) + "]";
   forward_.emplace(std::move(key), token);
   reverse_.emplace(token, std::string(value));
   return token;
@@ -62,22 +88,53 @@ std::vector<Span> ResolveSpans(std::vector<Span> spans) {
     if (a.begin != b.begin) return a.begin < b.begin;
     return a.category < b.category;
   });
-  std::vector<Span> kept;  // sorted by begin, non-overlapping
+  std::map<size_t, size_t> taken;  // begin -> end of the spans kept so far, non-overlapping
+  std::vector<Span> kept;
   for (Span& s : spans) {
     if (s.end <= s.begin) continue;
-    auto it = std::lower_bound(kept.begin(), kept.end(), s.begin,
-                               [](const Span& k, size_t pos) { return k.end <= pos; });
-    if (it != kept.end() && it->begin < s.end) continue;  // overlaps a span that already won
-    kept.insert(it, std::move(s));
+    auto next = taken.lower_bound(s.begin);  // first kept span starting at or after s.begin
+    if (next != taken.end() && next->first < s.end) continue;
+    if (next != taken.begin() && std::prev(next)->second > s.begin) continue;
+    taken.emplace(s.begin, s.end);
+    kept.push_back(std::move(s));
   }
+  std::sort(kept.begin(), kept.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
   return kept;
 }
 
-Anonymizer::Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources) : sources_(std::move(sources)) {}
+Anonymizer::Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources, std::vector<std::string> keep)
+    : sources_(std::move(sources)), keep_(std::move(keep)) {
+  std::sort(keep_.begin(), keep_.end());
+}
 
 Sanitized Anonymizer::Anonymize(std::string_view text, TokenMap& tokens) const {
   std::vector<Span> found;
   for (const auto& source : sources_) source->Find(text, &found);
+  // An identifier found in one context (a user after "Accepted publickey for")
+  // is the same identifier everywhere else in the text ("/home/<user>", "by <user>(uid=").
+  std::map<std::string, std::vector<std::string>> learned;
+  for (const Span& sp : found) {
+    // Users and people are named by context once and then bare; hosts, instances and
+    // networks have rules (or the IaC dictionary) that find every occurrence already.
+    static const std::set<std::string_view> kPropagate = {"username", "person", "ssid"};
+    if (sp.kind != Kind::kIdentifier || sp.length() < 5 || !kPropagate.count(sp.category)) continue;
+    std::string v(text.substr(sp.begin, sp.length()));
+    if (v.find('\n') == std::string::npos) learned[sp.category].push_back(std::move(v));
+  }
+  if (!learned.empty()) MakeDictionarySource(learned)->Find(text, &found);
+  if (!keep_.empty()) {
+    // A kept term is never replaced, nor is any part of it.
+    std::vector<std::pair<size_t, size_t>> kept;
+    for (const std::string& k : keep_)
+      for (size_t p = text.find(k); p != std::string_view::npos; p = text.find(k, p + 1)) kept.emplace_back(p, p + k.size());
+    found.erase(std::remove_if(found.begin(), found.end(),
+                               [&](const Span& sp) {
+                                 for (const auto& [b, e] : kept)
+                                   if (sp.begin < e && b < sp.end) return true;
+                                 return false;
+                               }),
+                found.end());
+  }
   Sanitized out;
   out.spans = ResolveSpans(std::move(found));
   out.text.reserve(text.size());
@@ -95,13 +152,51 @@ Sanitized Anonymizer::Anonymize(std::string_view text, TokenMap& tokens) const {
   return out;
 }
 
-std::unique_ptr<Anonymizer> MakeDefaultAnonymizer() {
+Result<std::unique_ptr<Anonymizer>> MakeAnonymizer(const AnonymizerConfig& options) {
+  std::vector<Rule> rules = BuiltinRules(options.zones);
+  for (const AnonymizerPattern& p : options.patterns) {
+    if (Status s = ValidatePattern(p.pattern); !s.ok()) return InvalidArgument("pattern " + p.name + ": " + s.message());
+    Rule r;
+    r.name = "config:" + p.name;
+    r.category = p.category;
+    r.kind = p.secret ? Kind::kSecret : Kind::kIdentifier;
+    r.pattern = p.pattern;
+    r.priority = 1;  // the operator knows their formats
+    rules.push_back(std::move(r));
+  }
+  std::map<std::string, std::vector<std::string>> terms = options.dictionary;
+  if (!options.infra_yml.empty()) {
+    auto names = InfraNames(options.infra_yml);
+    if (!names.ok()) return names.status();
+    for (auto& [category, list] : names.value()) terms[category].insert(terms[category].end(), list.begin(), list.end());
+  }
   std::vector<std::unique_ptr<SpanSource>> sources;
-  sources.push_back(MakeRegexRules());
-  return std::make_unique<Anonymizer>(std::move(sources));
+  sources.push_back(std::make_unique<RuleEngine>(std::move(rules)));
+  if (!terms.empty()) sources.push_back(MakeDictionarySource(terms));
+  return std::make_unique<Anonymizer>(std::move(sources), options.keep);
 }
 
+std::unique_ptr<Anonymizer> MakeDefaultAnonymizer() { return std::move(MakeAnonymizer(AnonymizerConfig{}).value()); }
+
 Status Detokenize(std::string* s, const TokenMap& tokens) {
+  if (tokens.ip_mode() == TokenMap::IpMode::kPrefixPreserving) {
+    // Pseudonymous addresses this session issued resolve to the real ones; other
+    // addresses are not tokens and stay as typed.
+    static const RE2 kAddr(R"(([0-9]{1,3}(?:\.[0-9]{1,3}){3}|[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}))");
+    std::string out;
+    re2::StringPiece in(*s), m;
+    size_t pos = 0;
+    while (kAddr.Match(in, pos, in.size(), RE2::UNANCHORED, &m, 1)) {
+      size_t b = static_cast<size_t>(m.data() - in.data());
+      out.append(*s, pos, b - pos);
+      std::optional<std::string> real = tokens.Resolve(std::string(m.data(), m.size()));
+      out.append(real ? *real : std::string(m.data(), m.size()));
+      pos = b + std::max<size_t>(m.size(), 1);
+      if (m.empty()) out.push_back((*s)[b]);
+    }
+    out.append(*s, std::min(pos, s->size()), std::string::npos);
+    *s = std::move(out);
+  }
   static const RE2 kToken(R"(\[([A-Z][A-Z0-9]*)_([0-9]+)\])");
   std::string out;
   re2::StringPiece input(*s), match;

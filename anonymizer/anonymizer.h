@@ -24,6 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "core/config.h"
 #include "core/result.h"
 
 namespace warden::anonymizer {
@@ -47,15 +48,30 @@ std::string SecretPlaceholder(std::string_view category);
 
 // TokenMap: the per-session, in-memory mapping between identifiers and tokens.
 // Never persisted, never logged. Thread safe.
+//
+// IP addresses become "[IP_n]" by default; in prefix-preserving mode they
+// become Crypto-PAn pseudonyms (keyed per session, random key) that keep
+// subnet structure: two addresses sharing a /24 share a pseudonym /24.
 class TokenMap {
  public:
-  // Tokenize returns the session's token for (prefix, value), creating "[PREFIX_n]" on first sight.
+  enum class IpMode { kNumbered, kPrefixPreserving };
+  explicit TokenMap(IpMode ip_mode = IpMode::kNumbered);
+  ~TokenMap();
+  TokenMap(const TokenMap&) = delete;
+  TokenMap& operator=(const TokenMap&) = delete;
+
+  // Tokenize returns the session's token for (prefix, value), creating it on first sight.
   std::string Tokenize(std::string_view prefix, std::string_view value);
-  // Resolve returns the real value of a token this session issued, or nullopt.
+  // Resolve returns the real value of a token (or pseudonym) this session issued, or nullopt.
   std::optional<std::string> Resolve(std::string_view token) const;
   size_t size() const;
+  IpMode ip_mode() const { return ip_mode_; }
 
  private:
+  std::string Pseudonym(std::string_view ip);
+
+  IpMode ip_mode_;
+  std::string key_;  // Crypto-PAn key (32 bytes), wiped on destruction
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::string> forward_;  // prefix '\0' value -> token
   std::unordered_map<std::string, std::string> reverse_;  // token -> value
@@ -77,22 +93,25 @@ struct Sanitized {
 
 class Anonymizer {
  public:
-  explicit Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources);
+  explicit Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources, std::vector<std::string> keep = {});
   // Anonymize rewrites `text` once with the resolved spans of all sources.
   Sanitized Anonymize(std::string_view text, TokenMap& tokens) const;
 
  private:
   std::vector<std::unique_ptr<SpanSource>> sources_;
+  std::vector<std::string> keep_;  // sorted
 };
 
 // ResolveSpans sorts and drops overlapping spans: secrets beat identifiers,
 // then higher priority, then longer, then earlier. Exposed for tests.
 std::vector<Span> ResolveSpans(std::vector<Span> spans);
 
-// MakeRegexRules returns layer 1: Warden's own RE2 rule set.
-std::unique_ptr<SpanSource> MakeRegexRules();
+// MakeAnonymizer builds layer 1 (built-in rules, operator patterns, the
+// dictionary of names from infra.yml and the config). Errors name the file
+// and what is wrong (an unreadable infra.yml, a pattern that does not compile).
+Result<std::unique_ptr<Anonymizer>> MakeAnonymizer(const AnonymizerConfig& config);
 
-// MakeDefaultAnonymizer returns the configured pipeline (layer 1 only for now).
+// MakeDefaultAnonymizer: built-in rules only.
 std::unique_ptr<Anonymizer> MakeDefaultAnonymizer();
 
 // Detokenize replaces every session token ("[IP_3]") in `s` with its real

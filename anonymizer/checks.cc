@@ -1,0 +1,147 @@
+#include "anonymizer/checks.h"
+
+#include <array>
+#include <cmath>
+
+namespace warden::anonymizer {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+bool LuhnValid(std::string_view s) {
+  int sum = 0, n = 0;
+  for (size_t i = s.size(); i-- > 0;) {
+    char c = s[i];
+    if (c == ' ' || c == '-') continue;
+    if (c < '0' || c > '9') return false;
+    int d = c - '0';
+    if (n++ % 2 == 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+  }
+  return n >= 12 && sum % 10 == 0;
+}
+
+bool IbanValid(std::string_view s) {
+  std::string compact;
+  for (char c : s)
+    if (c != ' ') compact.push_back(c);
+  if (compact.size() < 15 || compact.size() > 34) return false;
+  std::string moved = compact.substr(4) + compact.substr(0, 4);
+  int rem = 0;
+  for (char c : moved) {
+    int v;
+    if (c >= '0' && c <= '9') v = c - '0';
+    else if (c >= 'A' && c <= 'Z') v = c - 'A' + 10;
+    else return false;
+    rem = v >= 10 ? (rem * 100 + v) % 97 : (rem * 10 + v) % 97;
+  }
+  return rem == 1;
+}
+
+double ShannonEntropy(std::string_view s) {
+  if (s.empty()) return 0;
+  std::array<int, 256> counts{};
+  for (unsigned char c : s) ++counts[c];
+  double h = 0;
+  for (int c : counts) {
+    if (!c) continue;
+    double p = static_cast<double>(c) / s.size();
+    h -= p * std::log2(p);
+  }
+  return h;
+}
+
+int CharClasses(std::string_view s) {
+  bool lower = false, upper = false, digit = false, other = false;
+  for (char c : s) {
+    if (c >= 'a' && c <= 'z') lower = true;
+    else if (c >= 'A' && c <= 'Z') upper = true;
+    else if (c >= '0' && c <= '9') digit = true;
+    else other = true;
+  }
+  return lower + upper + digit + other;
+}
+
+std::optional<std::string> Base64Decode(std::string_view s) {
+  while (!s.empty() && s.back() == '=') s.remove_suffix(1);
+  if (s.size() % 4 == 1) return std::nullopt;
+  std::string out;
+  out.reserve(s.size() * 3 / 4);
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : s) {
+    int v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+' || c == '-') v = 62;
+    else if (c == '/' || c == '_') v = 63;
+    else return std::nullopt;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+    }
+  }
+  return out;
+}
+
+bool MostlyPrintable(std::string_view s) {
+  // Text, not bytes: valid UTF-8 and nearly all printable. Random bytes that
+  // happen to decode from base64 fail this almost always.
+  if (s.empty()) return false;
+  size_t good = 0, i = 0;
+  while (i < s.size()) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == 0) return false;
+    if (c < 0x80) {
+      good += (c >= 0x20 && c < 0x7F) || c == '\n' || c == '\r' || c == '\t';
+      ++i;
+      continue;
+    }
+    size_t n = (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) return false;
+    for (size_t k = 1; k < n; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
+    good += n;
+    i += n;
+  }
+  return good * 100 >= s.size() * 95;
+}
+
+bool IsPlaceholderValue(std::string_view v) {
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (v.empty()) return true;
+  std::string lower = Lower(v);
+  static const char* kExact[] = {"changeme", "change_me", "change-me", "password", "passwd", "secret", "none",
+                                 "null", "nil", "true", "false", "yes", "no", "example", "redacted", "str",
+                                 "string", "bytes", "int", "required", "optional", "todo", "tbd", "test",
+                                 "undefined", "empty", "default", "store", "disabled", "enabled"};
+  for (const char* p : kExact)
+    if (lower == p) return true;
+  char f = lower.front();
+  if (f == '$' || f == '<' || f == '%' || f == '{' || f == '[' || f == '(') return true;  // ${V} <x> %s {{x}}
+  if (f == '/' || lower.rfind("~/", 0) == 0 || lower.rfind("./", 0) == 0) return true;    // a path
+  if (lower.rfind("http://", 0) == 0 || lower.rfind("https://", 0) == 0) return true;     // a URL, no userinfo
+  if (lower.rfind("your", 0) == 0 || lower.rfind("xxx", 0) == 0 || lower.find("xxxxxx") != std::string::npos ||
+      lower.find("placeholder") != std::string::npos || lower.find("example") != std::string::npos)
+    return true;
+  if (lower.find_first_not_of('*') == std::string::npos || lower.find_first_not_of('x') == std::string::npos)
+    return true;
+  if (lower.find("_redacted]") != std::string::npos) return true;
+  // Code and references, not values: var.db_password, os.environ["X"], getenv("X"), process.env.X.
+  if (lower.find('(') != std::string::npos || lower.find("environ") != std::string::npos ||
+      lower.rfind("var.", 0) == 0 || lower.rfind("process.env", 0) == 0 || lower.rfind("env.", 0) == 0 ||
+      lower.rfind("vault:", 0) == 0 || lower.rfind("secretref", 0) == 0)
+    return true;
+  // Short numbers are settings (lengths, TTLs, ports), not credentials.
+  if (lower.size() < 6 && lower.find_first_not_of("0123456789") == std::string::npos) return true;
+  return false;
+}
+
+}  // namespace warden::anonymizer

@@ -1,0 +1,35 @@
+// anonymizer/checks.h: small validators the layer-1 rules use where a regular
+// expression cannot decide (checksums, entropy, encodings, placeholders).
+// All take untrusted text and never allocate more than their input's size.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace warden::anonymizer {
+
+// LuhnValid: the payment-card checksum over the digits of `s` (separators ignored).
+bool LuhnValid(std::string_view s);
+// IbanValid: ISO 13616 mod-97 check over `s` (spaces ignored), with a plausible length.
+bool IbanValid(std::string_view s);
+// ShannonEntropy in bits per character.
+double ShannonEntropy(std::string_view s);
+// CharClasses counts which of lower, upper, digit, other occur (0..4).
+int CharClasses(std::string_view s);
+// Base64Decode decodes standard or URL-safe base64 (padding optional); nullopt if not base64.
+std::optional<std::string> Base64Decode(std::string_view s);
+// MostlyPrintable: at least 90% printable ASCII or UTF-8 text, and no NUL.
+bool MostlyPrintable(std::string_view s);
+// IsPlaceholderValue: values that are not secrets (changeme, xxxx, ${VAR}, <your-key>,
+// var.x, os.environ[...], null, a path, a URL without credentials...). Redacting
+// them only hides useful context.
+bool IsPlaceholderValue(std::string_view v);
+// IsWordByte: [A-Za-z0-9_].
+inline bool IsWordByte(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+// Lower returns an ASCII-lower-cased copy.
+std::string Lower(std::string_view s);
+
+}  // namespace warden::anonymizer

@@ -1,0 +1,99 @@
+#include "anonymizer/iac.h"
+
+#include <re2/re2.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <set>
+
+#include "anonymizer/checks.h"
+
+namespace warden::anonymizer {
+
+Result<std::map<std::string, std::vector<std::string>>> InfraNames(const std::string& path) {
+  std::map<std::string, std::vector<std::string>> out;
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument("cannot read infra.yml " + path + ": " + e.what());
+  }
+  try {
+    // Lookups on const nodes: a missing key must read as absent, not create a node.
+    const YAML::Node& croot = root;
+    if (const YAML::Node p = croot["project_name"]; p.IsDefined() && p.IsScalar()) out["project"].push_back(p.Scalar());
+    const YAML::Node domains = croot["domains"];
+    if (!domains.IsDefined() || !domains.IsMap()) return InvalidArgument(path + ": no `domains:` mapping (is this an anklume infra.yml?)");
+    for (const auto& d : domains) {
+      std::string domain = d.first.Scalar();
+      const YAML::Node body = d.second;
+      if (!body.IsMap()) continue;
+      out["network"].push_back("net-" + domain);
+      // A description names a customer or a contract more often than not; one short word
+      // ("Personal") would only blank that word everywhere.
+      if (const YAML::Node desc = body["description"]; desc.IsDefined() && desc.IsScalar() && desc.Scalar().size() >= 12)
+        out["project"].push_back(desc.Scalar());
+      if (const YAML::Node machines = body["machines"]; machines.IsDefined() && machines.IsMap())
+        for (const auto& m : machines) out["instance"].push_back(m.first.Scalar());
+    }
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ": " + e.what());
+  }
+  return out;
+}
+
+namespace {
+
+// Terms are matched as whole words (not inside a longer name), longest first.
+class DictionarySource final : public SpanSource {
+ public:
+  explicit DictionarySource(const std::map<std::string, std::vector<std::string>>& terms) {
+    std::vector<std::pair<std::string, std::string>> all;  // term, category
+    for (const auto& [category, list] : terms)
+      for (const std::string& t : list)
+        if (!t.empty()) all.emplace_back(t, category);
+    std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    std::string alt;
+    for (const auto& [t, category] : all) {
+      if (category_.count(t)) continue;
+      category_[t] = category;
+      alt += (alt.empty() ? "" : "|") + RE2::QuoteMeta(t);
+    }
+    if (!alt.empty()) {
+      RE2::Options o;
+      o.set_log_errors(false);
+      o.set_max_mem(64 << 20);
+      re_ = std::make_unique<RE2>("(" + alt + ")", o);
+    }
+  }
+
+  void Find(std::string_view text, std::vector<Span>* out) const override {
+    if (!re_) return;
+    re2::StringPiece input(text.data(), text.size()), m;
+    size_t pos = 0;
+    while (pos < text.size() && re_->Match(input, pos, text.size(), RE2::UNANCHORED, &m, 1)) {
+      size_t b = static_cast<size_t>(m.data() - input.data()), e = b + m.size();
+      pos = e > b ? e : e + 1;
+      // Whole words; '-' and '.' end a word, so "pro-dev" is found in "pro-dev-profile".
+      bool left = b == 0 || !IsWordByte(text[b - 1]);
+      bool right = e >= text.size() || !IsWordByte(text[e]);
+      if (!left || !right) {
+        pos = b + 1;
+        continue;
+      }
+      out->push_back({b, e, Kind::kIdentifier, category_.at(std::string(m.data(), m.size())), "dictionary", 0});
+    }
+  }
+
+ private:
+  std::map<std::string, std::string> category_;
+  std::unique_ptr<RE2> re_;
+};
+
+}  // namespace
+
+std::unique_ptr<SpanSource> MakeDictionarySource(const std::map<std::string, std::vector<std::string>>& terms) {
+  return std::make_unique<DictionarySource>(terms);
+}
+
+}  // namespace warden::anonymizer

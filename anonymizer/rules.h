@@ -1,0 +1,71 @@
+// anonymizer/rules.h: the layer-1 rule engine (internal to the anonymizer).
+//
+// A Rule is an RE2 pattern whose group 1 (or whole match) is a candidate span,
+// optional keywords that must occur near it, and an optional check that may
+// reject the candidate or move its bounds (extend a secret to its token
+// boundary, read a quoted value). Rules see the ORIGINAL text only.
+//
+// Speed: the text is cut into blocks at line ends; one RE2::Set of all
+// keywords tells, per block, which rules can match there, and only those run
+// on that block. Rules marked multiline (PEM keys) run on the whole text.
+// Base64 candidates are decoded and the decoded text is searched again, once.
+#pragma once
+
+#include <re2/re2.h>
+#include <re2/set.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "anonymizer/anonymizer.h"
+
+namespace warden::anonymizer {
+
+// Check may reject a candidate (return false) or adjust [*b, *e). It sees the
+// whole text, so it can look at the context around the candidate.
+using Check = std::function<bool(std::string_view text, size_t* b, size_t* e)>;
+
+struct Rule {
+  std::string name;
+  std::string category;
+  Kind kind = Kind::kSecret;
+  std::vector<std::string> keywords;  // RE2 fragments, matched case-insensitively; empty: always run
+  std::string pattern;
+  Check check;
+  int priority = 0;
+  bool multiline = false;
+  bool base64_candidate = false;  // candidates are decoded and searched again, not reported as such
+};
+
+class RuleEngine final : public SpanSource {
+ public:
+  // REQUIRES: every pattern compiles (built-in rules are a build defect
+  // otherwise; operator patterns are checked by ValidatePattern first).
+  explicit RuleEngine(std::vector<Rule> rules);
+  void Find(std::string_view text, std::vector<Span>* out) const override;
+
+ private:
+  void FindInRange(std::string_view text, size_t begin, size_t end, const std::vector<bool>& active,
+                   std::vector<Span>* out, bool decoded) const;
+  void RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out,
+               bool decoded) const;
+  void ExpandBase64(std::string_view text, const Span& candidate, std::vector<Span>* out) const;
+
+  std::vector<Rule> rules_;
+  std::vector<std::unique_ptr<RE2>> compiled_;
+  std::unique_ptr<RE2::Set> keywords_;
+  std::vector<std::vector<size_t>> keyword_rules_;  // keyword index -> rules it enables
+  std::vector<size_t> always_;                      // rules without keywords (single-line)
+  std::vector<size_t> multiline_;
+};
+
+// BuiltinRules: Warden's own rule set (secrets and identifiers).
+// `zones`: extra internal DNS zones from the config ("example.net").
+std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones);
+
+// ValidatePattern: an operator's pattern compiles and has at most one group.
+Status ValidatePattern(const std::string& pattern);
+
+}  // namespace warden::anonymizer

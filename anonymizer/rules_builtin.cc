@@ -1,0 +1,588 @@
+// Layer 1: Warden's own rules. Patterns are written here from the formats
+// themselves (vendor token prefixes and lengths, RFC 4291 IPv6, ISO 13616
+// IBAN, PEM armour, crypt(3) hash ids); public rule sets (gitleaks, LLM
+// Sentinel) were read for facts only: which vendors, which prefixes.
+//
+// Speed rule: every pattern starts with something distinctive (a literal, a
+// keyword, a digit-dot) so RE2 does not have to try every position; context
+// before a candidate (a key name, a boundary) is looked at by a check instead.
+#include <arpa/inet.h>
+
+#include <cstring>
+#include <set>
+
+#include "anonymizer/checks.h"
+#include "anonymizer/rules.h"
+
+namespace warden::anonymizer {
+namespace {
+
+bool IsTokenByte(char c) { return IsWordByte(c) || c == '-' || c == '+' || c == '/' || c == '='; }
+bool IsHostByte(char c) { return IsWordByte(c) || c == '-' || c == '.'; }
+
+// ---------------------------------------------------------------- checks
+
+// ExtendToken grows a vendor-token match to the whole token: a finding is a
+// whole secret, never a prefix of one.
+bool ExtendToken(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && IsWordByte(t[*b - 1])) return false;  // inside a longer word
+  while (*e < t.size() && IsTokenByte(t[*e])) ++*e;
+  // "sk_test_xxxxxxxx...": documentation placeholders have the prefix and no randomness.
+  std::string_view v = t.substr(*b, *e - *b);
+  return !(v.find("xxxxxx") != std::string_view::npos || v.find("XXXXXX") != std::string_view::npos ||
+           v.find("000000000") != std::string_view::npos || ShannonEntropy(v) < 2.5);
+}
+
+// Components of a key name: "DB_PASSWORD" -> db, password; "PrivateKey" -> private, key.
+std::vector<std::string> KeyComponents(std::string_view key) {
+  std::vector<std::string> parts;
+  std::string cur;
+  for (size_t i = 0; i < key.size(); ++i) {
+    char c = key[i];
+    bool sep = !(std::isalnum(static_cast<unsigned char>(c)));
+    bool camel = i > 0 && std::isupper(static_cast<unsigned char>(c)) && std::islower(static_cast<unsigned char>(key[i - 1]));
+    if ((sep || camel) && !cur.empty()) {
+      parts.push_back(Lower(cur));
+      cur.clear();
+    }
+    if (!sep) cur.push_back(c);
+  }
+  if (!cur.empty()) parts.push_back(Lower(cur));
+  return parts;
+}
+
+bool EndsWith(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+// SecretKeyCategory says what a key name holds, or "" when it names no secret.
+std::string SecretKeyCategory(std::string_view key) {
+  std::vector<std::string> c = KeyComponents(key);
+  if (c.empty()) return "";
+  static const std::set<std::string> kDeny = {
+      "uri", "url", "file", "path", "dir", "ttl", "length", "len", "size", "seconds", "secs", "timeout", "type",
+      "name", "user", "username", "mode", "format", "expires", "expiry", "max", "min", "count", "enabled", "helper",
+      "method", "store", "policy", "lifetime", "hash", "header", "field", "prefix", "endpoint", "host", "port",
+      "ref", "env", "var", "required", "version", "duration", "age", "cache", "location", "command", "cmd",
+      "algorithm", "algo", "provider", "issuer", "audience", "scope", "scopes", "level", "limit", "rotation",
+      "days", "hours", "minutes", "interval", "retries", "enable", "disable", "check", "strength", "reset",
+      "flag", "flags", "mask", "manager", "backend", "source", "sources", "output", "input"};
+  const std::string& last = c.back();
+  if (kDeny.count(last)) return "";
+  if (last == "id" && !(c.size() >= 2 && c[c.size() - 2] == "key")) return "";
+  static const std::set<std::string> kKeyQualifiers = {
+      "api", "access", "secret", "private", "preshared", "account", "auth", "app", "nonce", "signing",
+      "encryption", "master", "client", "license", "in", "service", "webhook", "restricted", "shared", "hmac",
+      "crypt", "jwt", "session", "secure", "storage", "subscription", "consumer", "deploy", "admin", "rsa", "ssh"};
+  std::string category;
+  for (size_t i = 0; i < c.size(); ++i) {
+    const std::string& p = c[i];
+    if (EndsWith(p, "password") || EndsWith(p, "passwd") || EndsWith(p, "pass") || p == "pwd" ||
+        EndsWith(p, "passphrase") || p == "masterauth")
+      return "password";
+    if (p == "private" && i + 1 < c.size() && c[i + 1] == "key") return "private_key";
+    if (p == "preshared" && i + 1 < c.size() && c[i + 1] == "key") return "private_key";
+    if (EndsWith(p, "token") || p == "session" || p == "sessionid" || p == "sessid" || p == "sid" ||
+        p == "cookie")
+      category = category.empty() ? "session_token" : category;
+    if (EndsWith(p, "apikey") || (p == "key" && i > 0 && c[i - 1] == "api")) category = "api_token";
+    if (EndsWith(p, "secret") || p == "salt" || p == "sig" || p == "signature" || p == "credential" ||
+        p == "credentials" || (p == "key" && i > 0 && kKeyQualifiers.count(c[i - 1])) ||
+        EndsWith(p, "accountkey") || EndsWith(p, "secretkey"))
+      if (category.empty()) category = "generic_secret";
+  }
+  return category;
+}
+
+// QuotedOrBareValue reads the value that starts at `pos`: a quoted string up
+// to its closing quote on the same line, or a bare run up to a terminator.
+bool ReadValue(std::string_view t, size_t pos, bool query, size_t* b, size_t* e) {
+  while (pos < t.size() && (t[pos] == ' ' || t[pos] == '\t')) ++pos;
+  if (pos >= t.size()) return false;
+  char q = t[pos];
+  if (q == '"' || q == '\'' || q == '`') {
+    size_t i = pos + 1;
+    while (i < t.size() && t[i] != q && t[i] != '\n') i += (t[i] == '\\' && i + 1 < t.size()) ? 2 : 1;
+    if (i < t.size() && t[i] == q) {
+      *b = pos + 1;
+      *e = i;
+      return *e > *b;
+    }
+    ++pos;  // no closing quote on the line: read it as a bare value after the quote
+  }
+  size_t i = pos;
+  while (i < t.size()) {
+    char c = t[i];
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '"' || c == '\'' || c == '`' || c == ',' ||
+        c == ';' || (query && c == '&'))
+      break;
+    ++i;
+  }
+  *b = pos;
+  *e = i;
+  return *e > *b;
+}
+
+// AcceptValue: a value worth redacting for a key of `category`.
+bool AcceptValue(std::string_view v, const std::string& category) {
+  // Long random values are secrets whatever characters they start with (WordPress salts).
+  bool random = v.size() >= 16 && ShannonEntropy(v) >= 4.0 && v.find(' ') == std::string_view::npos;
+  if (!random && IsPlaceholderValue(v)) return false;
+  if (v.find("://") != std::string_view::npos) return false;  // URLs: the userinfo rules decide
+  if (category == "password") return v.size() >= 4;
+  if (category == "session_token" || category == "api_token")
+    return v.size() >= 8 && (CharClasses(v) >= 2 || ShannonEntropy(v) >= 3.0);
+  // Generic secrets, salts and keys: long and random-looking.
+  return v.size() >= 12 && (ShannonEntropy(v) >= 3.0 || CharClasses(v) >= 3);
+}
+
+// KeyValue: the match is the separator after a secret-like key ("= ", "': '",
+// "', '"). The key is read backwards, the value forwards.
+bool KeyValue(std::string_view t, size_t* b, size_t* e) {
+  {
+    size_t ks = *b;
+    while (ks > 0 && (IsWordByte(t[ks - 1]) || t[ks - 1] == '-' || t[ks - 1] == '.')) --ks;
+    std::string_view key = t.substr(ks, *b - ks);
+    std::string category = SecretKeyCategory(key);
+    if (category.empty()) return false;
+    std::string_view sep = t.substr(*b, *e - *b);
+    bool quoted_key = !sep.empty() && (sep[0] == '"' || sep[0] == '\'');
+    if (sep.find(',') != std::string_view::npos && !quoted_key) return false;  // "password, name" in SQL
+    bool query = ks > 0 && (t[ks - 1] == '?' || t[ks - 1] == '&');
+    size_t vb, ve;
+    if (!ReadValue(t, *e, query, &vb, &ve)) return false;
+    if (!AcceptValue(t.substr(vb, ve - vb), category)) return false;
+    *b = vb;
+    *e = ve;
+    return true;
+  }
+}
+
+// Value after a command-line flag, quotes stripped.
+bool StripQuotes(std::string_view t, size_t* b, size_t* e) {
+  if (*e - *b >= 2 && (t[*b] == '\'' || t[*b] == '"') && t[*e - 1] == t[*b]) {
+    ++*b;
+    --*e;
+  }
+  return !IsPlaceholderValue(t.substr(*b, *e - *b));
+}
+
+std::string_view LineOf(std::string_view t, size_t pos) {
+  size_t s = t.rfind('\n', pos);
+  s = s == std::string_view::npos ? 0 : s + 1;
+  size_t e = t.find('\n', pos);
+  return t.substr(s, (e == std::string_view::npos ? t.size() : e) - s);
+}
+
+// PemBody turns a BEGIN armour match into the span of the key body: up to the
+// newline before "-----END" (a diff may prefix that line with '+', '-', ' '),
+// or, for a key cut before its END line, over the base64 lines that follow.
+bool PemBody(std::string_view t, size_t* b, size_t* e) {
+  size_t pos = *e;
+  auto newline_at = [&](size_t p) -> size_t {  // length of a newline at p: "\r\n", "\n" or the two chars "\\n"
+    if (t.compare(p, 2, "\r\n") == 0) return 2;
+    if (p < t.size() && t[p] == '\n') return 1;
+    if (t.compare(p, 2, "\\n") == 0) return 2;
+    return 0;
+  };
+  size_t nl = newline_at(pos);
+  if (nl == 0) return false;
+  size_t body = pos + nl;
+  size_t end = t.find("-----END ", body);
+  size_t next_begin = t.find("-----BEGIN ", body);
+  if (end != std::string_view::npos && (next_begin == std::string_view::npos || end < next_begin)) {
+    size_t stop = end;
+    if (stop > body && (t[stop - 1] == '+' || t[stop - 1] == '-' || t[stop - 1] == ' ' || t[stop - 1] == '>')) --stop;
+    if (stop >= body + 2 && t.compare(stop - 2, 2, "\\n") == 0) stop -= 2;
+    else if (stop > body && t[stop - 1] == '\n') stop -= (stop >= body + 2 && t[stop - 2] == '\r') ? 2 : 1;
+    if (stop <= body) return false;
+    *b = body;
+    *e = stop;
+    return true;
+  }
+  // No END line: the base64 (and header) lines that follow, up to a blank or other line.
+  size_t p = body, last = body;
+  while (p < t.size()) {
+    size_t line_end = t.find('\n', p);
+    if (line_end == std::string_view::npos) line_end = t.size();
+    std::string_view line = t.substr(p, line_end - p);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    bool keyish = !line.empty() && line.find("-----") == std::string_view::npos &&
+                  line.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=:,- ") ==
+                      std::string_view::npos;
+    if (!keyish) break;
+    last = p + line.size();
+    p = line_end + 1;
+  }
+  if (last <= body) return false;
+  *b = body;
+  *e = last;
+  return true;
+}
+
+bool KeepIPv4(std::string_view ip) {
+  unsigned a, b, c, d;
+  std::string s(ip);
+  if (std::sscanf(s.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) != 4) return true;
+  if (a == 127 || (a == 0 && b == 0 && c == 0 && d == 0)) return true;  // loopback, unspecified
+  if (a == 192 && b == 0 && c == 2) return true;                       // TEST-NET-1
+  if (a == 198 && b == 51 && c == 100) return true;                    // TEST-NET-2
+  if (a == 203 && b == 0 && c == 113) return true;                     // TEST-NET-3
+  if (a == 255 || (a == 0 && d == 0)) return true;                     // netmasks, 0.x.y.0 wildcards
+  return false;
+}
+
+bool IPv4Check(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && (IsWordByte(t[*b - 1]) || (t[*b - 1] == '.' && *b > 1 && std::isdigit(static_cast<unsigned char>(t[*b - 2])))))
+    return false;
+  // "Chrome/125.0.0.0": a version after a product name, not an address.
+  if (*b > 1 && t[*b - 1] == '/' && std::isalpha(static_cast<unsigned char>(t[*b - 2]))) return false;
+  if (*e < t.size() && (IsWordByte(t[*e]) || (t[*e] == '.' && *e + 1 < t.size() && std::isdigit(static_cast<unsigned char>(t[*e + 1])))))
+    return false;
+  return !KeepIPv4(t.substr(*b, *e - *b));
+}
+
+bool IPv6Check(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && (IsWordByte(t[*b - 1]) || t[*b - 1] == ':')) return false;
+  if (*e < t.size() && (IsWordByte(t[*e]) || t[*e] == ':' || t[*e] == '.')) return false;
+  std::string s(t.substr(*b, *e - *b));
+  if (s.find_first_of("0123456789") == std::string::npos) return false;  // "a::b", "std::abs"
+  unsigned char buf[16];
+  if (inet_pton(AF_INET6, s.c_str(), buf) != 1) return false;
+  int groups = 0;
+  for (size_t i = 0, j; i < s.size(); i = j + 1) {
+    j = s.find(':', i);
+    if (j == std::string::npos) j = s.size();
+    groups += j > i;
+  }
+  if (groups < 2) return false;
+  static const unsigned char kZero[16] = {};
+  if (std::memcmp(buf, kZero, 15) == 0 && (buf[15] == 0 || buf[15] == 1)) return false;  // :: and ::1
+  if (buf[0] == 0x20 && buf[1] == 0x01 && buf[2] == 0x0d && buf[3] == 0xb8) return false;  // 2001:db8::/32
+  if (buf[0] == 0xff) return false;  // multicast (ff02::1 all-nodes)
+  return true;
+}
+
+bool NotAfterWord(std::string_view t, size_t* b, size_t*) { return *b == 0 || !IsHostByte(t[*b - 1]); }
+
+bool HostCheck(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && (IsHostByte(t[*b - 1]) && t[*b - 1] != '.')) return false;
+  if (*e < t.size() && (IsWordByte(t[*e]) || t[*e] == '-')) return false;
+  return true;
+}
+
+const std::set<std::string>& SystemAccounts() {
+  static const std::set<std::string> k = {
+      "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
+      "www-data", "backup", "list", "irc", "gnats", "nobody", "systemd-network", "systemd-resolve",
+      "systemd-timesync", "messagebus", "sshd", "postgres", "mysql", "redis", "admin", "administrator",
+      "ubuntu", "debian", "git", "oracle", "test", "user", "guest", "deploy", "app", "nginx", "apache",
+      "docker", "oauth2", "x-access-token", "x-token-auth", "token", "api", "default", "ftp", "_apt",
+      "elastic", "ec2-user", "centos", "fedora", "pi", "vagrant", "ansible", "jenkins", "gitlab-runner"};
+  return k;
+}
+
+bool UserCheck(std::string_view t, size_t* b, size_t* e) {
+  return !SystemAccounts().count(Lower(t.substr(*b, *e - *b))) && (*e - *b) >= 2;
+}
+
+const std::set<std::string>& PublicHosts() {
+  static const std::set<std::string> k = {"github.com", "gitlab.com", "bitbucket.org", "ghcr.io", "docker.io",
+                                          "registry.npmjs.org", "pypi.org", "quay.io", "gcr.io",
+                                          "registry-1.docker.io", "index.docker.io"};
+  return k;
+}
+
+bool UrlHostCheck(std::string_view t, size_t* b, size_t* e) {
+  std::string h = Lower(t.substr(*b, *e - *b));
+  if (PublicHosts().count(h) || h == "localhost") return false;
+  if (h.find_first_not_of("0123456789.") == std::string::npos) return false;  // an IPv4: the IP rule's
+  return h.find('.') != std::string::npos;
+}
+
+bool PhoneCheck(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && (IsWordByte(t[*b - 1]) || t[*b - 1] == '+' || t[*b - 1] == '.' || t[*b - 1] == '/' || t[*b - 1] == ':'))
+    return false;
+  while (*e > *b && (t[*e - 1] == ' ' || t[*e - 1] == '-' || t[*e - 1] == '.')) --*e;
+  if (*e < t.size() && (IsWordByte(t[*e]) || t[*e] == '.' || t[*e] == ':')) return false;
+  int digits = 0;
+  for (size_t i = *b; i < *e; ++i) digits += std::isdigit(static_cast<unsigned char>(t[i])) != 0;
+  bool intl = t[*b] == '+';
+  bool separated = t.substr(*b, *e - *b).find_first_of(" .-()") != std::string_view::npos;
+  return intl ? (digits >= 9 && digits <= 15) : (digits == 10 && separated);
+}
+
+bool IbanCheck(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && IsWordByte(t[*b - 1])) return false;
+  if (*e < t.size() && IsWordByte(t[*e])) return false;
+  return IbanValid(t.substr(*b, *e - *b));
+}
+
+bool CardCheck(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && (IsWordByte(t[*b - 1]) || t[*b - 1] == '-' || t[*b - 1] == '.')) return false;
+  if (*e < t.size() && (IsWordByte(t[*e]) || t[*e] == '-' || t[*e] == '.')) return false;
+  std::string_view v = t.substr(*b, *e - *b);
+  size_t digits = 0;
+  for (char c : v) digits += c >= '0' && c <= '9';
+  if (digits < 13 || digits > 19 || v[0] < '2' || v[0] > '6') return false;
+  return LuhnValid(v);
+}
+
+bool MacCheck(std::string_view t, size_t* b, size_t* e) {
+  if (*b > 0 && (IsWordByte(t[*b - 1]) || t[*b - 1] == ':' || t[*b - 1] == '-' || t[*b - 1] == '.')) return false;
+  if (*e < t.size() && (IsWordByte(t[*e]) || t[*e] == ':' || t[*e] == '-')) return false;
+  std::string v = Lower(t.substr(*b, *e - *b));
+  return v != "ff:ff:ff:ff:ff:ff" && v != "00:00:00:00:00:00" && v != "ff-ff-ff-ff-ff-ff" &&
+         v != "00-00-00-00-00-00";
+}
+
+bool HostsFileName(std::string_view t, size_t* b, size_t* e) {
+  std::string v = Lower(t.substr(*b, *e - *b));
+  if (v.find_first_of("abcdefghijklmnopqrstuvwxyz") == std::string::npos) return false;  // "0.0.0.0"
+  return v != "localhost" && v.rfind("ip6-", 0) != 0 && v != "broadcasthost" && v.find("localhost") == std::string::npos;
+}
+
+// HostsFileLine: "IP name [alias...]" and nothing else ("10.0.0.1 dev eth0 lladdr ..." is not one).
+bool HostsFileLine(std::string_view t, size_t* b, size_t* e) {
+  static const std::set<std::string> kNotNames = {"dev", "via", "proto", "src", "metric", "scope", "from", "to"};
+  if (kNotNames.count(Lower(t.substr(*b, *e - *b)))) return false;
+  std::string_view line = LineOf(t, *b);
+  size_t rest = static_cast<size_t>(t.data() + *b - line.data());
+  for (char c : line.substr(rest))
+    if (!(IsHostByte(c) || c == ' ' || c == '\t' || c == '\r')) return false;
+  return HostsFileName(t, b, e);
+}
+
+bool NameBeforeEmail(std::string_view t, size_t* b, size_t* e) {
+  std::string_view line = LineOf(t, *b);
+  (void)e;
+  return line.find('@') != std::string_view::npos;
+}
+
+bool Base64Shape(std::string_view t, size_t* b, size_t* e) {
+  if (*e < t.size() && t[*e] == '.') return false;  // a segment of a dotted token (a JWT), not a value
+  std::string_view v = t.substr(*b, *e - *b);
+  size_t core = v.find_last_not_of('=') + 1;
+  if (core < 12) return false;
+  bool lower = false, upper = false;
+  for (char c : v.substr(0, core)) {
+    lower |= c >= 'a' && c <= 'z';
+    upper |= c >= 'A' && c <= 'Z';
+  }
+  return lower && upper;
+}
+
+bool Entropic(std::string_view t, size_t* b, size_t* e) {
+  std::string_view v = t.substr(*b, *e - *b);
+  return v.size() >= 16 && ShannonEntropy(v) >= 3.0;
+}
+
+Rule R(const char* name, const char* category, Kind kind, std::vector<std::string> keywords, std::string pattern,
+       Check check = {}, int priority = 0) {
+  Rule r;
+  r.name = name;
+  r.category = category;
+  r.kind = kind;
+  r.keywords = std::move(keywords);
+  r.pattern = std::move(pattern);
+  r.check = std::move(check);
+  r.priority = priority;
+  return r;
+}
+
+constexpr Kind S = Kind::kSecret;
+constexpr Kind I = Kind::kIdentifier;
+
+// A vendor token: a literal prefix and a body; extended to the token boundary.
+Rule Vendor(const char* name, const char* category, std::vector<std::string> keywords, std::string pattern) {
+  return R(name, category, S, std::move(keywords), std::move(pattern), ExtendToken, 1);
+}
+
+}  // namespace
+
+std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
+  std::vector<Rule> r;
+  // ---------------------------------------------------------------- private keys
+  // The armour is found by the pattern; the body, up to the END line (also
+  // inside a diff, or with "\n" escapes inside JSON), by PemBody.
+  Rule pem = R("pem-private-key", "private_key", S, {"PRIVATE KEY"},
+               R"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)", PemBody, 1);
+  pem.multiline = true;
+  r.push_back(pem);
+  r.push_back(Vendor("age-secret-key", "private_key", {"AGE-SECRET-KEY-"}, R"(AGE-SECRET-KEY-1[0-9A-Z]{58})"));
+
+  // ---------------------------------------------------------------- vendor tokens
+  r.push_back(Vendor("aws-access-key-id", "cloud_credential", {"AKIA", "ASIA", "ABIA", "ACCA", "A3T"},
+                     R"((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})"));
+  r.push_back(Vendor("gcp-api-key", "cloud_credential", {"AIza"}, R"(AIza[0-9A-Za-z_\-]{35})"));
+  r.push_back(Vendor("gcp-oauth-token", "cloud_credential", {"ya29\\."}, R"(ya29\.[0-9A-Za-z_\-]{20,})"));
+  r.push_back(Vendor("gcp-oauth-secret", "cloud_credential", {"GOCSPX-"}, R"(GOCSPX-[0-9A-Za-z_\-]{20,})"));
+  r.push_back(Vendor("azure-ad-client-secret", "cloud_credential", {"Q~"}, R"([A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34})"));
+  r.push_back(Vendor("alibaba-access-key", "cloud_credential", {"LTAI"}, R"(LTAI[A-Za-z0-9]{20})"));
+  r.push_back(Vendor("digitalocean-token", "cloud_credential", {"do[opr]_v1_"}, R"(do[opr]_v1_[a-f0-9]{64})"));
+  r.push_back(Vendor("github-token", "api_token", {"gh[pousr]_"}, R"(gh[pousr]_[A-Za-z0-9]{30,255})"));
+  r.push_back(Vendor("github-fine-grained", "api_token", {"github_pat_"}, R"(github_pat_[A-Za-z0-9_]{22,255})"));
+  r.push_back(Vendor("gitlab-token", "api_token", {"gl(?:pat|rt|dt|ptt|cbt|ft|soat|imt|agent)-"},
+                     R"(gl(?:pat|rt|dt|ptt|cbt|ft|soat|imt|agent)-[A-Za-z0-9_\-]{20,})"));
+  r.push_back(Vendor("gitlab-runner-registration", "api_token", {"GR1348941"}, R"(GR1348941[A-Za-z0-9_\-]{20,})"));
+  r.push_back(Vendor("slack-token", "api_token", {"xox[abposr]-", "xapp-"}, R"((?:xox[abposr]-|xapp-)[A-Za-z0-9\-]{10,})"));
+  r.push_back(R("slack-webhook", "api_token", S, {"hooks\\.slack\\.com"},
+                R"(hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]{20,}))", {}, 1));
+  r.push_back(R("discord-webhook", "api_token", S, {"discord"},
+                R"(discord(?:app)?\.com/api/webhooks/([0-9]+/[A-Za-z0-9_\-]{20,}))", {}, 1));
+  r.push_back(Vendor("stripe-key", "api_token", {"[sr]k_(?:live|test)_", "whsec_"},
+                     R"((?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}))"));
+  r.push_back(Vendor("openai-key", "api_token", {"sk-"}, R"(sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,})"));
+  r.push_back(Vendor("anthropic-key", "api_token", {"sk-ant-"}, R"(sk-ant-(?:api|admin|sid)[0-9]{2}-[A-Za-z0-9_\-]{20,})"));
+  r.push_back(Vendor("huggingface-token", "api_token", {"hf_"}, R"(hf_[A-Za-z0-9]{30,})"));
+  r.push_back(Vendor("npm-token", "api_token", {"npm_"}, R"(npm_[A-Za-z0-9]{36})"));
+  r.push_back(Vendor("pypi-token", "api_token", {"pypi-"}, R"(pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_\-]{50,})"));
+  r.push_back(Vendor("vault-token", "api_token", {"hv[sbr]\\."}, R"(hv[sbr]\.[A-Za-z0-9_\-]{24,})"));
+  r.push_back(Vendor("docker-pat", "api_token", {"dckr_pat_"}, R"(dckr_pat_[A-Za-z0-9_\-]{20,})"));
+  r.push_back(Vendor("sendgrid-key", "api_token", {"SG\\."}, R"(SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64})"));
+  r.push_back(Vendor("twilio-sid", "api_token", {"AC[a-f0-9]", "SK[a-f0-9]"}, R"((?:AC|SK)[a-f0-9]{32})"));
+  r.push_back(Vendor("mailgun-key", "api_token", {"key-"}, R"(key-[a-f0-9]{32})"));
+  r.push_back(Vendor("telegram-bot-token", "api_token", {"[0-9]:AA"}, R"([0-9]{8,10}:AA[A-Za-z0-9_\-]{30,40})"));
+  r.push_back(Vendor("shopify-token", "api_token", {"shp(?:at|ca|pa|ss)_"}, R"(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})"));
+  r.push_back(Vendor("atlassian-token", "api_token", {"ATATT3"}, R"(ATATT3[A-Za-z0-9_\-=]{100,})"));
+  r.push_back(Vendor("newrelic-key", "api_token", {"NRAK-", "NRJS-", "NRII-"}, R"(NR(?:AK|JS|II)-[A-Za-z0-9]{20,})"));
+  r.push_back(Vendor("grafana-token", "api_token", {"glsa_", "glc_"}, R"((?:glsa_|glc_)[A-Za-z0-9_=\-]{32,})"));
+  r.push_back(Vendor("sentry-token", "api_token", {"sntry[su]_"}, R"(sntry[su]_[A-Za-z0-9_=\-]{32,})"));
+  r.push_back(Vendor("linear-key", "api_token", {"lin_api_"}, R"(lin_api_[A-Za-z0-9]{40})"));
+  r.push_back(Vendor("postman-key", "api_token", {"PMAK-"}, R"(PMAK-[a-f0-9]{24}-[a-f0-9]{34})"));
+  r.push_back(Vendor("doppler-token", "api_token", {"dp\\.(?:pt|st|sa|ct)\\."}, R"(dp\.(?:pt|st|sa|ct)\.[A-Za-z0-9]{40,})"));
+  r.push_back(Vendor("pulumi-token", "api_token", {"pul-"}, R"(pul-[a-f0-9]{40})"));
+  r.push_back(Vendor("terraform-token", "api_token", {"atlasv1"}, R"([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=\-]{60,})"));
+  r.push_back(Vendor("flyio-token", "api_token", {"fo1_", "FlyV1 "}, R"((?:fo1_[A-Za-z0-9_\-]{40,}|FlyV1 fm\d_[A-Za-z0-9+/=_,\-]{40,}))"));
+  r.push_back(Vendor("square-token", "api_token", {"sq0(?:atp|csp)-", "EAAA"}, R"((?:sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,}|EAAA[A-Za-z0-9_\-]{60}))"));
+  r.push_back(Vendor("heroku-token", "api_token", {"HRKU-"}, R"(HRKU-[A-Za-z0-9_\-]{40,})"));
+  r.push_back(Vendor("databricks-token", "api_token", {"dapi"}, R"(dapi[a-f0-9]{32}(?:-\d)?)"));
+  r.push_back(Vendor("jwt", "jwt", {"eyJ"}, R"(eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"));
+  r.push_back(R("healthchecks-url", "api_token", S, {"hc-ping\\.com"}, R"(hc-ping\.com/([0-9a-f\-]{36}))", {}, 1));
+
+  // ---------------------------------------------------------------- contexts
+  r.push_back(R("auth-header", "auth_header", S, {"authorization"},
+                R"((?i)authorization[ \t]*:[ \t]*(?:basic|bearer|token|digest|negotiate|ntlm|apikey)[ \t]+([A-Za-z0-9._~+/=\-]+))",
+                {}, 3));
+  // key = value in every syntax: env, YAML, JSON, INI, TOML, PHP define(), query strings, -D flags.
+  r.push_back(R("keyvalue-secret", "password", S,
+                {R"((?:pass|pwd|secret|token|key|salt|sig|session|sessid|credential|masterauth|sid|cookie)[A-Za-z0-9_.\-]*["']?[ \t]*(?:=|:|["'][ \t]*,))"},
+                R"((?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|salt|sig(?:nature)?|session(?:id)?|sessid|credentials?|masterauth|sid|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)[ \t]*))",
+                KeyValue));
+  r.push_back(R("cli-password-flag", "password", S,
+                {"-(?:password|passwd|pass|requirepass|db-password|dbpass|token|api-key|apikey|secret|auth-token)[ \\t]+[^\\s-]"},
+                R"((?:^|[ \t])--?(?:password|passwd|pass|requirepass|db-password|dbpass|token|api-key|apikey|secret|auth-token)[ \t]+('[^'\n]*'|"[^"\n]*"|[^\s'"-][^\s]*))",
+                StripQuotes));
+  r.push_back(R("mysql-password-flag", "password", S, {"[ \\t]-p[^\\s]"},
+                R"([ \t]-p('[^'\n]+'|"[^"\n]+"|[^\s'"]+))",
+                [](std::string_view t, size_t* b, size_t* e) {
+                  std::string_view line = LineOf(t, *b);
+                  if (line.find("mysql") == std::string_view::npos && line.find("mariadb") == std::string_view::npos)
+                    return false;
+                  return StripQuotes(t, b, e);
+                }));
+  r.push_back(R("sshpass", "password", S, {"sshpass"}, R"(sshpass[ \t]+-p[ \t]*('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
+  r.push_back(R("redis-cli-password", "password", S, {"redis-cli"}, R"(redis-cli\b[^\n]*?[ \t]-a[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))",
+                StripQuotes));
+  r.push_back(R("curl-user", "password", S, {"(?:-u|--user)[ \\t]+['\"]?[^\\s:'\"]+:"},
+                R"((?:^|[ \t])(?:-u|--user)[ \t]+['"]?[^\s:'"]+:([^\s'"]+))",
+                [](std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }));
+  r.push_back(R("htpasswd-b", "password", S, {"htpasswd"},
+                R"(htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
+  r.push_back(R("echo-sudo-S", "password", S, {"sudo"}, R"(echo[ \t]+('[^'\n]*'|"[^"\n]*"|\S+)[ \t]*\|[ \t]*sudo[ \t]+(?:-\S+[ \t]+)*-S)",
+                StripQuotes));
+  r.push_back(R("sql-identified-by", "password", S, {"identified"},
+                R"((?i)identified[ \t]+(?:with[ \t]+\S+[ \t]+)?by[ \t]+('[^'\n]*'|"[^"\n]*"))", StripQuotes));
+  r.push_back(R("pgpass-line", "password", S, {R"((?m):(?:[0-9]+|\*):[^\s:]+:[^\s:]+:[^\s:]+$)"}, R"((?m)^[^\s:#][^\s:]*:(?:[0-9]+|\*):[^\s:]+:[^\s:]+:([^\s:]+)$)",
+                [](std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }));
+  r.push_back(R("password-hash", "password_hash", S, {"\\$\\$?(?:1|2[abxy]?|5|6|y|gy|7|apr1|md5|sha1|argon2|pbkdf2|scrypt)"},
+                R"(\$\$?(?:1|2[abxy]?|5|6|y|gy|7|apr1|md5|sha1|sha256|sha512|argon2(?:id|i|d)?|pbkdf2(?:-sha[0-9]+)?|scrypt)\$\$?[^\s:'"]{8,})",
+                {}, 1));
+  // scheme://user:PASSWORD@host, and the user and host as identifiers.
+  r.push_back(R("url-userinfo-password", "password", S, {R"(://[^\s/@'"]*@)"},
+                R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'"]*:([^\s@/'"]+)@)",
+                [](std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }));
+  r.push_back(R("url-userinfo-token", "api_token", S, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([A-Za-z0-9_\-]{20,})@)",
+                Entropic, 1));
+  r.push_back(R("url-userinfo-user", "username", I, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([^\s:/@'"]+):[^\s@/'"]+@)",
+                UserCheck));
+  r.push_back(R("url-host-after-userinfo", "hostname", I, {R"(://[^\s/@'"]*@)"},
+                R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@'"]*@([A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]))", UrlHostCheck));
+  // base64 wrappers: decoded and searched again (Basic auth, Secret data:, dockerconfigjson auth).
+  Rule b64 = R("base64-value", "encoded_secret", S, {R"([:=][ \t]*["']?[A-Za-z0-9+/_\-]{12})"}, R"([:=][ \t]*["']?([A-Za-z0-9+/_\-]{12,}={0,2}))", Base64Shape, 2);
+  b64.base64_candidate = true;
+  r.push_back(b64);
+
+  // ---------------------------------------------------------------- identifiers
+  r.push_back(R("email", "email", I, {"[a-z0-9]@[a-z0-9]"},
+                R"([A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
+                NotAfterWord));
+  r.push_back(R("email-urlencoded", "email", I, {"%40"},
+                R"([A-Za-z0-9][A-Za-z0-9._+\-]*%40[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
+                NotAfterWord));
+  r.push_back(R("ipv4", "ip", I, {"[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]"},
+                R"((?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})",
+                IPv4Check));
+  r.push_back(R("ipv6", "ip", I, {"[0-9]*[a-f][0-9a-f]*:[0-9a-f]{0,4}:", "[0-9a-f]:[0-9]*[a-f][0-9a-f]*:", "::[0-9a-f]", "[0-9a-f]::", "::ffff:"},
+                R"((?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?)", IPv6Check));
+  r.push_back(R("mac", "mac", I, {"[0-9a-f]{2}[:-][0-9a-f]{2}[:-][0-9a-f]{2}", "[0-9a-f]{4}\\.[0-9a-f]{4}\\."},
+                R"((?i)[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})",
+                MacCheck));
+  std::string zone_alt = "internal|corp|local|lan|home\\.arpa|intranet|private";
+  std::vector<std::string> zone_keywords = {"\\.internal", "\\.corp", "\\.local", "\\.lan", "\\.home\\.arpa",
+                                            "\\.intranet", "\\.private"};
+  for (const std::string& z : zones) {
+    std::string q = RE2::QuoteMeta(z);
+    zone_alt += "|" + q;
+    zone_keywords.push_back("\\." + q);
+  }
+  r.push_back(R("internal-hostname", "hostname", I, zone_keywords,
+                "(?i)(?:[a-z0-9][a-z0-9\\-]*\\.)+(?:" + zone_alt + ")", HostCheck));
+  r.push_back(R("mail-client-hostname", "hostname", I, {"client=", "from "},
+                R"((?:client=|from )([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)+)\[)",
+                [](std::string_view t, size_t* b, size_t* e) { return UrlHostCheck(t, b, e); }));
+  r.push_back(R("hosts-file-name", "hostname", I, {"(?m)^[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}[ \\t]+[a-z]"},
+                R"((?m)^(?:[0-9]{1,3}\.){3}[0-9]{1,3}[ \t]+([A-Za-z0-9][A-Za-z0-9.\-]*))", HostsFileLine));
+  r.push_back(R("anklume-bridge", "network", I, {"net-"}, R"((net-[a-z0-9][a-z0-9\-]*))", NotAfterWord));
+  r.push_back(R("incus-list-instance", "instance", I, {"running", "stopped", "frozen"},
+                R"(\|[ \t]*([A-Za-z0-9][A-Za-z0-9\-]*)[ \t]*\|[ \t]*(?:RUNNING|STOPPED|FROZEN|ERROR)[ \t]*\|)"));
+  r.push_back(R("incus-info-name", "instance", I, {"(?m)^name:[ \\t]+[a-z0-9]"}, R"((?m)^Name:[ \t]+([A-Za-z0-9][A-Za-z0-9\-]*)$)"));
+  r.push_back(R("ansible-inventory-host", "instance", I, {"ansible_"},
+                R"((?m)^([A-Za-z0-9][A-Za-z0-9.\-]*)[ \t]+ansible_)",
+                [](std::string_view t, size_t* b, size_t* e) { return HostsFileName(t, b, e); }));
+  r.push_back(R("gcp-project-id", "project", I, {"project_id"}, R"re("project_id"[ \t]*:[ \t]*"([^"\n]+)")re"));
+  Rule runner = R("gitlab-runner-name", "instance", I, {"[[runners]]"}, R"re(\[\[runners\]\][ \t]*\r?\n[ \t]*name[ \t]*=[ \t]*"([^"\n]+)")re");
+  runner.multiline = true;
+  r.push_back(runner);
+  Rule ssid = R("wifi-ssid", "ssid", I, {"access-points:"}, R"re(access-points:[ \t]*\r?\n[ \t]*"([^"\n]+)"[ \t]*:)re");
+  ssid.multiline = true;
+  r.push_back(ssid);
+  r.push_back(R("login-user", "username", I, {"(?:accepted|failed) [a-z\\-/]+ for "},
+                R"((?:Accepted|Failed) [a-z\-/]+ for (?:invalid user )?([A-Za-z0-9._\-]+) from)", UserCheck));
+  r.push_back(R("session-user", "username", I, {"for user"}, R"(session (?:opened|closed) for user ([A-Za-z0-9._\-]+))", UserCheck));
+  r.push_back(R("home-dir-user", "username", I, {"/home/"}, R"(/home/([a-z_][a-z0-9._\-]*))", UserCheck));
+  r.push_back(R("env-user", "username", I, {"(?:user|logname|username)="},
+                R"((?m)(?:^|[\s,])(?:USER|LOGNAME|USERNAME|ansible_user|username|user)=([A-Za-z0-9._\-]+))", UserCheck));
+  r.push_back(R("sudo-user", "username", I, {"sudo:"}, R"(sudo:[ \t]+([A-Za-z0-9._\-]+)[ \t]+:)", UserCheck));
+  r.push_back(R("shadow-user", "username", I, {"(?m)^[a-z_][a-z0-9_\\-]*:\\$"}, R"((?m)^([a-z_][a-z0-9_\-]*):\$)", UserCheck));
+  // Person names in known contexts: commit trailers, "Name <email>", log fields, tables of people.
+  const std::string kName = R"(\p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){1,3})";
+  r.push_back(R("git-person", "person", I, {"author", "commit", "-by:"},
+                "(?:Author|Commit|Committer|Reported-by|Co-authored-by|Signed-off-by|Reviewed-by|Acked-by|Tested-by|Suggested-by|Helped-by):[ \\t]+(" + kName + ")[ \\t]+<"));
+  r.push_back(R("shortlog-person", "person", I, {"(?m)^[ \\t]*[0-9]+\\t[a-z]"}, "(?m)^[ \\t]*[0-9]+\\t(" + kName + ")(?:[ \\t]+<|$)"));
+  r.push_back(R("git-config-name", "person", I, {"user.name="}, "user\\.name=(" + kName + ")"));
+  r.push_back(R("field-person", "person", I, {"name=", "holder=", "owner=", "customer="},
+                "(?:name|holder|full_name|fullname|owner|customer|customer_name)=[\"'](" + kName + ")[\"']"));
+  r.push_back(R("person-before-email", "person", I, {"[a-z][ \\t]+[<(][^>)\\s]+@"}, "(" + kName + ")[ \\t]+[<(][^>)\\s]+@"));
+  r.push_back(R("table-person", "person", I, {"\\|[ \\t]*[a-z][^|\\n]*\\|[^\\n]*@"}, "\\|[ \\t]*(" + kName + ")[ \\t]+\\|", NameBeforeEmail));
+  r.push_back(R("phone", "phone", I, {"\\+[0-9]{1,3}[ .\\-]?[(0-9][0-9 .\\-()]{6}", "0[1-9][ .\\-]?[0-9]{2}[ .\\-]?[0-9]{2}"},
+                R"((?:\+[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{1,4}(?:[ .\-]?[0-9]{2,4}){1,5}|0[1-9](?:[ .\-]?[0-9]{2}){4}))",
+                PhoneCheck));
+  r.push_back(R("iban", "iban", I, {"[a-z]{2}[0-9]{2}[ ]?[a-z0-9]{4}[ ]?[a-z0-9]{4}"},
+                R"([A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?)", IbanCheck));
+  r.push_back(R("payment-card", "card", I, {"[0-9]{4}[ \\-]?[0-9]{4}[ \\-]?[0-9]{4}"},
+                R"([0-9](?:[ \-]?[0-9]){12,18})", CardCheck));
+  return r;
+}
+
+}  // namespace warden::anonymizer

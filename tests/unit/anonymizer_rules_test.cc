@@ -1,0 +1,236 @@
+// Layer-1 rules, family by family: what must go, what must stay, and the
+// IaC, operator-pattern, keep-list and Crypto-PAn options.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "anonymizer/anonymizer.h"
+#include "anonymizer/checks.h"
+#include "anonymizer/crypto_pan.h"
+
+using namespace warden::anonymizer;
+
+namespace {
+std::string Run(const std::string& in) {
+  static auto anonymizer = MakeDefaultAnonymizer();
+  TokenMap t;
+  return anonymizer->Anonymize(in, t).text;
+}
+
+struct Case {
+  const char* input;
+  const char* secret;  // must not survive
+  const char* kept;    // must survive ("" for none)
+};
+}  // namespace
+
+TEST_CASE("every secret family is redacted and its context kept") {
+  const Case cases[] = {
+      {"AWS_ACCESS_KEY_ID=AKIAUSF2TDXB3ZUSPNSQ", "AKIAUSF2TDXB3ZUSPNSQ", "AWS_ACCESS_KEY_ID="},
+      {"aws_secret_access_key = eZCPSZev3zTfOTR59cCpibzrAascLuL3+TqlnWwv", "eZCPSZev3zTf", "aws_secret_access_key = "},
+      {"GET /v1?api_key=AIzaQ5egQVgiIHSE0I_9WVa9qtPgjH_BqpHuSUL&x=1", "AIzaQ5egQVgi", "&x=1"},
+      {"url = https://x:ghp_VPD2Uk3RPPdHkUeUW0DLaVgViPY2pQESdDoV@github.com/a", "ghp_VPD2Uk3R", "github.com/a"},
+      {"token: glpat-I9fDLDjetlX09Z7o_g-D", "glpat-I9fDLDjetlX09Z7o_g-D", "token: "},
+      {"SLACK=xoxb-081319220333-4696095994525-qnErnc2gUc43Zvm7Hb5jxaab", "qnErnc2gUc43", "SLACK="},
+      {"https://hooks.slack.com/services/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", "tabMDdEMsJY0",
+       "https://hooks.slack.com/services/"},
+      {"STRIPE=sk_live_51xiVb0qOpfwQedWJuTHEJz3QOEHSk1YZzLPYKVXMnYDdce7p9lno7MK5", "sk_live_51xiVb0q", "STRIPE="},
+      {"OPENAI_API_KEY=sk-proj-WPxJuMs0EALiPle7_TRU9Y_STkZYaFaWnJfbleyVYmp7nLRekqu", "WPxJuMs0EALi", "OPENAI_API_KEY="},
+      {"x sk-ant-api03-EjyY2aIiG_2K_eJGj_71WMMZttlvyCq7W-LcCkhAYflh7lpqzK9V12f", "EjyY2aIiG_2K", ""},
+      {"HF_TOKEN=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", "hf_KdqvPfaHTN", "HF_TOKEN="},
+      {"VAULT_TOKEN=hvs.7qbiAVUB6D7ytvXvAc4PNpZ2ZVGO3woSoK0C36p8nAxJ70ZMFTT", "7qbiAVUB6D7y", "VAULT_TOKEN="},
+      {"bot 6446590731:AAV4GdwpckWSp5Htdli0hSsyMgvIAyStkdu", "AAV4Gdwpckw", ""},
+      {"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2lnbmF0dXJlLXZhbHVl", "eyJzdWIiOiIx",
+       "Authorization: Bearer "},
+      {"> Authorization: Basic b3BzLWFkbWluOkdyYWZfQWRtMW4tT2JzIzc=", "b3BzLWFkbWlu", "Authorization: Basic"},
+      {"define( 'DB_PASSWORD', 'Wp!Prod#2023_secure' );", "Wp!Prod#2023", "DB_PASSWORD"},
+      {"  MYSQL_ROOT_PASSWORD: \"RootMy$ql_Vn39kPw\"", "RootMy$ql_Vn", "MYSQL_ROOT_PASSWORD"},
+      {"mysqldump -h db -u backup -p'Bkp_Sql!x92Lmq' --all", "Bkp_Sql!x92", "--all"},
+      {"30 3 * * 0 mysqldump -uroot -pCronDump#Mysql_4 db", "CronDump#Mys", "mysqldump -uroot"},
+      {"export PGPASSWORD=\"Pg-Backup_7734!zz\"", "Pg-Backup_77", "PGPASSWORD"},
+      {"sshpass -p 'Sup3rSsh_Pwd!' rsync -az", "Sup3rSsh_Pwd", "rsync -az"},
+      {"redis-server *:6379 --requirepass PsRedis-Req!pass8", "PsRedis-Req!", "--requirepass"},
+      {"redis-cli -h 10.0.0.2 -a 'PsRedis-Req!pass8' INFO", "PsRedis-Req!", "INFO"},
+      {"ALTER USER app IDENTIFIED BY 'Or4cle-Pw_x1';", "Or4cle-Pw_x1", "IDENTIFIED BY"},
+      {"curl -u admin:Adm!nGrafana_55 -X POST", "Adm!nGrafana", "-X POST"},
+      {"echo 'EchoSudo!Pass_42' | sudo -S apt-get upgrade -y", "EchoSudo!Pas", "sudo -S apt-get upgrade -y"},
+      {"pg-main:5432:*:backup:Pg-Backup_7734!zz", "Pg-Backup_77", ":5432:"},
+      {"//nas/x /mnt cifs username=bob,password=N4s_Sh4re!perso,uid=1000 0 0", "N4s_Sh4re!pe", "uid=1000"},
+      {"deploy:$6$2S1kHita4lxnfYE.$ZD/.v7/EOApiFwrnu5NFvbTSRy0/u.o53Zi03P0:19880:0", "2S1kHita4lxn", ":19880:0"},
+      {"mongodb+srv://shop_rw:Mng0#Clust3r_2024@cluster0.k7x2p.mongodb.net/shop", "Mng0#Clust3r", "mongodb+srv://"},
+      {"  DATABASE_URL: cG9zdGdyZXNxbDovL3Nob3BfYXBwOlRmUmRzLU1hc3RlciFwdzc3QDEwLjEyMC4wLjIzOjU0MzIvc2hv",
+       "cG9zdGdyZXNx", "DATABASE_URL:"},
+      {"\"auth\": \"Y2ktcHVzaGVyOlJlZzFzdHJ5LVB1NWgh\"", "Y2ktcHVzaGVy", "\"auth\":"},
+      {"JWT_SECRET=PtdSVwBBZndAAxB1jQRQpwCMvBUKYjguVQF4g8dmwiZHcQu5kzzNfVIVDkQO9jaS", "PtdSVwBBZndA", "JWT_SECRET="},
+      {"PrivateKey = /tjQVMPz+swlRrkDpC89e0Tpo5y5rKp3ryR3FXq1cfg=", "tjQVMPz+swlR", "PrivateKey = "},
+      {"set-cookie: grafana_session=yazpaoayjysx9ltxhgahfhsz6889lja2; Path=/", "yazpaoayjysx", "Path=/"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.input);
+    std::string out = Run(c.input);
+    INFO(out);
+    CHECK(out.find(c.secret) == std::string::npos);
+    CHECK(out.find(c.kept) != std::string::npos);
+  }
+}
+
+TEST_CASE("identifier families become tokens") {
+  const Case cases[] = {
+      {"link/ether 00:16:3e:5a:91:c4 brd ff:ff:ff:ff:ff:ff", "00:16:3e:5a:91:c4", "brd ff:ff:ff:ff:ff:ff"},
+      {"upstream: \"http://backend-pay.svc.vlx.corp/api\"", "backend-pay", "/api"},
+      {"Accepted publickey for jdupont from 88.164.201.15 port 5", "jdupont", "Accepted publickey for"},
+      {"PWD=/home/jdupont", "jdupont", "PWD=/home/"},
+      {"Author:     Jean Dupont <jean.dupont@veltrix.fr>", "Jean Dupont", "Author:"},
+      {"iban=FR9730004008310001234567806 ok", "FR97300040", "ok"},
+      {"IBAN check failed for FR49 2004 1010 0505 0087 5123 447", "2004 1010", "IBAN check failed"},
+      {"raw card payload pan=5139477531573734", "5139477531573734", "pan="},
+      {"phone=+33 6 47 82 19 53 ok", "47 82 19 53", "ok"},
+      {"| 06 71 38 94 20     |", "06 71 38 94 20", "|"},
+      {"10.100.0.0/24 dev net-anklume proto kernel", "net-anklume", "proto kernel"},
+      {"| pro     | pro-web          | RUNNING | 10.120.0.31 (eth0)     |", "pro-web", "RUNNING"},
+      {"/?email=sophie.marchand84%40gmail.com&x", "sophie.marchand84", "&x"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.input);
+    std::string out = Run(c.input);
+    INFO(out);
+    CHECK(out.find(c.secret) == std::string::npos);
+    CHECK(out.find(c.kept) != std::string::npos);
+  }
+}
+
+TEST_CASE("things that are not secrets stay as they are") {
+  const char* clean[] = {
+      "commit 3f2c1e9b8a7d6c5b4a3928171615141312111009",
+      "sha256:9986c4d2bdbd897c1a9456b02d6e7e8d33203dd26ab1c5c195b846c50259797",
+      "\"integrity\": \"sha512-mIWlZmLyAjY3a6HwchL/oxHi2qxFohn5cCoGNKzH7cHOvQ5EDjsEFrXEi3uM9Zo\"",
+      "id=4b1f0a27-8e3c-4d52-9f61-2a7c0e9d3b18 version 1.22.1-9 pid 48324 port 5432",
+      "2024-06-11T08:22:03.127774+02:00 up 37 days",
+      "DB_PASSWORD=changeme", "REDIS_PASSWORD=null", "api_key = os.environ[\"PAYMENT_API_KEY\"]",
+      "TOKEN_TTL_SECONDS = 3600", "PASSWORD_MIN_LENGTH = 12", "sk_test_xxxxxxxxxxxxxxxxxxxxxxxx",
+      "db_password    = var.db_password_from_vault", "credentials=/root/.smbcredentials,vers=3.0",
+      "\"token_uri\": \"https://oauth2.googleapis.com/token\"", "SASL LOGIN authentication failed: UGFzc3dvcmQ6",
+      "User-Agent: Mozilla/5.0 Chrome/125.0.0.0 Safari/537.36", "ff02::1\t\tip6-allnodes", "127.0.0.1\tlocalhost",
+      "session closed for user root", "ansible_user=admin", "credential.helper=store", "max_tokens: 1024",
+  };
+  for (const char* c : clean) CHECK(Run(c) == c);
+}
+
+TEST_CASE("checksum validators") {
+  CHECK(LuhnValid("5139477531573734"));
+  CHECK_FALSE(LuhnValid("5139477531573735"));
+  CHECK(IbanValid("FR9730004008310001234567806"));
+  CHECK(IbanValid("DE89 3704 0044 0532 0130 00"));
+  CHECK_FALSE(IbanValid("DE89 3704 0044 0532 0130 01"));
+}
+
+TEST_CASE("infra.yml names, operator patterns, dictionary and keep list") {
+  char tmpl[] = "/tmp/warden-iac-XXXXXX";
+  std::filesystem::path dir = mkdtemp(tmpl);
+  std::ofstream(dir / "infra.yml") << "project_name: acme\ndomains:\n  pro:\n    description: \"Client Veltrix - contrat 24-117\"\n"
+                                      "    machines:\n      pro-dev: {type: lxc}\n  lab:\n    machines:\n      lab-box: {}\n";
+  warden::AnonymizerConfig config;
+  config.infra_yml = (dir / "infra.yml").string();
+  config.patterns.push_back({"ticket", R"(TCK-([0-9]{6}))", "ticket", false});
+  config.patterns.push_back({"internal-key", R"(ik_[a-z0-9]{12})", "internal_key", true});
+  config.dictionary["customer"] = {"Globex"};
+  config.keep = {"pro-dev-staging"};
+  auto anonymizer = MakeAnonymizer(config);
+  REQUIRE(anonymizer.ok());
+  TokenMap t;
+  std::string out = anonymizer.value()
+                        ->Anonymize("pro-dev on net-pro for Client Veltrix - contrat 24-117, lab-box, Globex TCK-123456 "
+                                    "ik_abcdefabcdef pro-dev-staging",
+                                    t)
+                        .text;
+  INFO(out);
+  CHECK(out.find("pro-dev on") == std::string::npos);
+  CHECK(out.find("net-pro") == std::string::npos);
+  CHECK(out.find("Veltrix") == std::string::npos);
+  CHECK(out.find("lab-box") == std::string::npos);
+  CHECK(out.find("Globex") == std::string::npos);
+  CHECK(out.find("TCK-[TICKET_1]") != std::string::npos);
+  CHECK(out.find("[INTERNAL_KEY_REDACTED]") != std::string::npos);
+  CHECK(out.find("pro-dev-staging") != std::string::npos);  // the keep list wins
+
+  config.infra_yml = (dir / "missing.yml").string();
+  CHECK_FALSE(MakeAnonymizer(config).ok());
+  std::ofstream(dir / "bad.yml") << "just: [a list\n";
+  config.infra_yml = (dir / "bad.yml").string();
+  CHECK_FALSE(MakeAnonymizer(config).ok());
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("Crypto-PAn keeps prefixes and is keyed") {
+  std::string k1(32, 'a'), k2(32, 'b');
+  auto a = CryptoPan(k1, "10.120.0.21"), b = CryptoPan(k1, "10.120.0.22"), c = CryptoPan(k1, "10.121.0.21");
+  REQUIRE(a);
+  REQUIRE(b);
+  REQUIRE(c);
+  CHECK(*a != "10.120.0.21");
+  CHECK(a->substr(0, a->rfind('.')) == b->substr(0, b->rfind('.')));  // same /24, same pseudonym /24
+  CHECK(a->substr(0, a->find('.')) == c->substr(0, c->find('.')));    // same /8
+  CHECK(*CryptoPan(k2, "10.120.0.21") != *a);
+  CHECK(CryptoPan(k1, "2a01:e0a:4f2:1c80::1").has_value());
+  CHECK_FALSE(CryptoPan(k1, "not an ip").has_value());
+}
+
+TEST_CASE("prefix-preserving mode: pseudonyms resolve back, unknown addresses pass") {
+  TokenMap t(TokenMap::IpMode::kPrefixPreserving);
+  auto anonymizer = MakeDefaultAnonymizer();
+  std::string out = anonymizer->Anonymize("ping 10.120.0.21", t).text;
+  REQUIRE(out.rfind("ping ", 0) == 0);
+  std::string pseudonym = out.substr(5);
+  CHECK(pseudonym != "10.120.0.21");
+  std::string arg = "ssh " + pseudonym;
+  REQUIRE(Detokenize(&arg, t).ok());
+  CHECK(arg == "ssh 10.120.0.21");
+  std::string invented = "cat [HOST_3]";
+  CHECK(Detokenize(&invented, t).code() == warden::Code::kNotFound);
+}
+
+TEST_CASE("property: planted secrets of every family never survive random text") {
+  std::mt19937 rng(12345);
+  const char* alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  auto rand_str = [&](size_t n) {
+    std::string s;
+    for (size_t i = 0; i < n; ++i) s.push_back(alphabet[rng() % 62]);
+    return s;
+  };
+  const char* words[] = {"the", "service", "restarted", "at", "upstream", "ok", "error", "config", "for", "user",
+                         "=", ":", "-", "|", "\n", "\t", "42", "v1.2.3", "GET", "/api/v1"};
+  for (int round = 0; round < 300; ++round) {
+    std::vector<std::pair<std::string, std::string>> planted = {
+        {"AKIA" + [&] { std::string s; for (int i = 0; i < 16; ++i) s.push_back("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"[rng() % 32]); return s; }(), ""},
+        {"ghp_" + rand_str(36), ""},
+        {"glpat-" + rand_str(20), ""},
+        {"xoxb-" + rand_str(12) + "-" + rand_str(24), ""},
+        {"sk_live_" + rand_str(40), ""},
+        {"eyJ" + rand_str(20) + ".eyJ" + rand_str(30) + "." + rand_str(24), ""},
+        {"DB_PASSWORD=", "Pw!" + rand_str(12)},
+        {"api_key: \"", rand_str(32)},
+        {"postgres://app:", "Cx9!" + rand_str(10) + "@db.example.com:5432/app"},
+        {"-----BEGIN RSA PRIVATE KEY-----\n", rand_str(64) + "\n" + rand_str(64)},
+        {"10." + std::to_string(rng() % 250 + 1) + "." + std::to_string(rng() % 250) + "." + std::to_string(rng() % 250 + 1), ""},
+        {rand_str(8) + "@corp.example.com", ""},
+    };
+    std::string text, secrets_only;
+    std::vector<std::string> must_go;
+    for (auto& [a, b] : planted) {
+      for (int w = 0; w < 5; ++w) text += std::string(words[rng() % 20]) + " ";
+      text += a + b;
+      if (a.rfind("-----BEGIN", 0) == 0) text += "\n-----END RSA PRIVATE KEY-----";
+      text += rng() % 2 ? "\n" : " ";
+      must_go.push_back(b.empty() ? a : b.substr(0, b.find('@')));
+    }
+    std::string out = Run(text);
+    for (const std::string& secret : must_go) {
+      INFO(text);
+      INFO(out);
+      std::string probe = secret.substr(secret.size() > 12 ? secret.size() - 12 : 0);  // the random tail
+      CHECK(out.find(probe) == std::string::npos);
+    }
+  }
+}
