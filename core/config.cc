@@ -1,5 +1,7 @@
 #include "core/config.h"
 
+#include <arpa/inet.h>
+#include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
@@ -114,7 +116,223 @@ std::string Absolute(const std::string& p, const fs::path& base) {
   return path.lexically_normal().string();
 }
 
+// Names the model chooses from (repos, hosts): letters, digits, '-', '_', '.'.
+bool IsName(const std::string& name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '-' && ch != '_' && ch != '.') return false;
+  return true;
+}
+
+// A word that goes into a certificate or onto a command line unquoted
+// (user, principal, address): printable, no spaces, no ',', not an option.
+bool IsWord(const std::string& s) {
+  if (s.empty() || s.size() > 255 || s[0] == '-') return false;
+  for (char ch : s)
+    if (ch <= 0x20 || ch >= 0x7f || ch == ',') return false;
+  return true;
+}
+
+// "SHA256:" and the 43 unpadded base64 characters of a SHA-256 digest.
+bool IsSha256Fingerprint(const std::string& s) {
+  constexpr std::string_view kPrefix = "SHA256:";
+  if (s.size() != kPrefix.size() + 43 || s.compare(0, kPrefix.size(), kPrefix) != 0) return false;
+  for (size_t i = kPrefix.size(); i < s.size(); ++i)
+    if (!std::isalnum(static_cast<unsigned char>(s[i])) && s[i] != '+' && s[i] != '/') return false;
+  return true;
+}
+
+// StrList reads a sequence of strings; each must satisfy `ok`.
+void StrList(Reader& r, const YAML::Node& parent, const std::string& parent_key, const char* name,
+             std::vector<std::string>* out, const std::function<bool(const std::string&)>& ok, const char* what) {
+  YAML::Node n = parent[name];
+  if (!n.IsDefined() || n.IsNull()) return;
+  const std::string key = Reader::Join(parent_key, name);
+  if (!n.IsSequence()) {
+    r.Error(n, key, std::string("must be a list of ") + what);
+    return;
+  }
+  out->clear();
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (!n[i].IsScalar() || !ok(n[i].Scalar())) {
+      r.Error(n[i], key + "[" + std::to_string(i) + "]", std::string("must be ") + what);
+      continue;
+    }
+    out->push_back(n[i].Scalar());
+  }
+}
+
+void ReadSshHost(Reader& r, const YAML::Node& h, const std::string& key, const fs::path& base, SshHostConfig* out) {
+  if (!r.Map(h, key, {"address", "port", "user", "principals", "host_key_sha256", "known_hosts", "force_command"}))
+    return;
+  for (const char* required : {"address", "user", "principals"})
+    if (!h[required].IsDefined() || h[required].IsNull()) r.Error(h, Reader::Join(key, required), "is required");
+  r.Str(h, key, "address", &out->address);
+  if (!out->address.empty() && !IsWord(out->address))
+    r.Error(h["address"], key + ".address", "must be an IP address or host name");
+  r.Int(h, key, "port", &out->port, 1, 65535);
+  r.Str(h, key, "user", &out->user);
+  if (!out->user.empty() && !IsWord(out->user)) r.Error(h["user"], key + ".user", "must be a user name");
+  StrList(r, h, key, "principals", &out->principals, IsWord, "principal names (no spaces or ',')");
+  if (h["principals"].IsSequence() && h["principals"].size() == 0)
+    r.Error(h["principals"], key + ".principals", "must list at least one principal");
+  r.Str(h, key, "host_key_sha256", &out->host_key_sha256);
+  if (!out->host_key_sha256.empty() && !IsSha256Fingerprint(out->host_key_sha256))
+    r.Error(h["host_key_sha256"], key + ".host_key_sha256",
+            "must be an OpenSSH SHA256 fingerprint such as SHA256:uNiVztksCsDhcc0u9e8BujQXVUpKZIDTMczCvj3tD2s "
+            "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub)");
+  r.Str(h, key, "known_hosts", &out->known_hosts);
+  if (!out->known_hosts.empty()) {
+    out->known_hosts = Absolute(out->known_hosts, base);
+    std::error_code ec;
+    if (!fs::is_regular_file(out->known_hosts, ec))
+      r.Error(h["known_hosts"], key + ".known_hosts", "no such file: " + out->known_hosts);
+  }
+  if (out->host_key_sha256.empty() == out->known_hosts.empty())
+    r.Error(h, key, "give exactly one of host_key_sha256 and known_hosts (unknown host keys are never accepted)");
+  if (YAML::Node f = h["force_command"]; f.IsDefined() && !f.IsNull()) {
+    bool on = true;
+    if (f.IsScalar() && YAML::convert<bool>::decode(f, on) && on) {
+      out->force_command = true;
+    } else if (f.IsMap() && r.Map(f, key + ".force_command", {"disabled_reason"})) {
+      r.Str(f, key + ".force_command", "disabled_reason", &out->force_command_disabled_reason);
+      if (out->force_command_disabled_reason.empty())
+        r.Error(f, key + ".force_command.disabled_reason", "must say why force-command is disabled");
+      else
+        out->force_command = false;
+    } else if (!f.IsMap()) {
+      r.Error(f, key + ".force_command", "must be true, or {disabled_reason: \"why\"} to disable it");
+    }
+  }
+}
+
+void ReadSsh(Reader& r, const YAML::Node& s, const fs::path& base, SshConfig* c) {
+  if (!r.Map(s, "ssh", {"ca_key", "cert_ttl_seconds", "clock_skew_seconds", "source_addresses",
+                        "connect_timeout_seconds", "timeout_seconds", "max_timeout_seconds", "hosts"}))
+    return;
+  r.Str(s, "ssh", "ca_key", &c->ca_key);
+  if (!c->ca_key.empty()) c->ca_key = Absolute(c->ca_key, base);
+  // Above 900 is accepted and capped at issuance (check-config warns).
+  r.Int(s, "ssh", "cert_ttl_seconds", &c->cert_ttl_seconds, 10, 86400);
+  r.Int(s, "ssh", "clock_skew_seconds", &c->clock_skew_seconds, 0, 300);
+  StrList(r, s, "ssh", "source_addresses", &c->source_addresses,
+          [](const std::string& a) { return IsCidr(a); }, "an address or CIDR such as 10.0.0.5/32");
+  r.Int(s, "ssh", "connect_timeout_seconds", &c->connect_timeout_seconds, 1, 300);
+  r.Int(s, "ssh", "timeout_seconds", &c->timeout_seconds, 1, 3600);
+  r.Int(s, "ssh", "max_timeout_seconds", &c->max_timeout_seconds, 1, 3600);
+  if (c->timeout_seconds > c->max_timeout_seconds)
+    r.Error(s["timeout_seconds"], "ssh.timeout_seconds", "must not exceed ssh.max_timeout_seconds");
+  YAML::Node hosts = s["hosts"];
+  if (!hosts.IsDefined() || hosts.IsNull()) return;
+  if (!hosts.IsMap()) {
+    r.Error(hosts, "ssh.hosts", "must be a mapping of host name to host settings");
+    return;
+  }
+  for (const auto& kv : hosts) {
+    const std::string name = kv.first.Scalar();
+    const std::string key = "ssh.hosts." + name;
+    if (!IsName(name)) {
+      r.Error(kv.first, key, "host names use letters, digits, '-', '_' and '.' (1-64 chars)");
+      continue;
+    }
+    size_t errors = r.errors.size();
+    SshHostConfig host;
+    ReadSshHost(r, kv.second, key, base, &host);
+    if (r.errors.size() == errors) c->hosts[name] = std::move(host);
+  }
+  // Without source-address a certificate works from anywhere for its
+  // lifetime; Warden's egress addresses must be stated, not guessed.
+  if (!hosts.IsMap() || hosts.size() == 0 || !c->source_addresses.empty()) return;
+  r.Error(s["source_addresses"].IsDefined() ? s["source_addresses"] : s, "ssh.source_addresses",
+          "is required when ssh.hosts are configured: list the addresses Warden connects from "
+          "(e.g. [10.0.0.5/32]); certificates are valid only from there");
+}
+
 }  // namespace
+
+bool IsCidr(std::string_view text) {
+  const size_t slash = text.find('/');
+  const std::string addr(text.substr(0, slash));
+  unsigned char buf[16];
+  int max_prefix = 0;
+  if (::inet_pton(AF_INET, addr.c_str(), buf) == 1)
+    max_prefix = 32;
+  else if (::inet_pton(AF_INET6, addr.c_str(), buf) == 1)
+    max_prefix = 128;
+  else
+    return false;
+  if (slash == std::string_view::npos) return true;
+  std::string_view prefix = text.substr(slash + 1);
+  if (prefix.empty() || prefix.size() > 3) return false;
+  int v = 0;
+  for (char ch : prefix) {
+    if (ch < '0' || ch > '9') return false;
+    v = v * 10 + (ch - '0');
+  }
+  return v <= max_prefix;
+}
+
+void ReadAnonymizer(Reader& r, const YAML::Node& s, const fs::path& base, AnonymizerConfig* c) {
+  const std::string k = "anonymizer";
+  if (!r.Map(s, k, {"ip_mode", "zones", "infra_yml", "dictionary", "patterns", "keep"})) return;
+  r.Str(s, k, "ip_mode", &c->ip_mode, {"tokens", "prefix_preserving"});
+  auto zone = [](const std::string& z) {
+    return !z.empty() && z.front() != '.' && z.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
+  };
+  auto term = [](const std::string& t) { return !t.empty() && t.size() <= 200; };
+  StrList(r, s, k, "zones", &c->zones, zone, "lower-case DNS suffixes such as example.net");
+  StrList(r, s, k, "keep", &c->keep, term, "non-empty terms");
+  std::string infra;
+  r.Str(s, k, "infra_yml", &infra);
+  if (!infra.empty()) {
+    c->infra_yml = Absolute(infra, base);
+    std::error_code ec;
+    if (!fs::is_regular_file(c->infra_yml, ec)) r.Error(s["infra_yml"], k + ".infra_yml", "no such file: " + c->infra_yml);
+  }
+  if (YAML::Node d = s["dictionary"]; d.IsDefined() && !d.IsNull()) {
+    if (!d.IsMap()) {
+      r.Error(d, k + ".dictionary", "must be a mapping of category to a list of terms");
+    } else {
+      for (const auto& kv : d) {
+        std::string cat = kv.first.Scalar();
+        if (!IsName(cat)) r.Error(kv.first, k + ".dictionary." + cat, "category names use letters, digits, '-', '_'");
+        StrList(r, d, k + ".dictionary", cat.c_str(), &c->dictionary[cat], term, "non-empty terms");
+      }
+    }
+  }
+  if (YAML::Node ps = s["patterns"]; ps.IsDefined() && !ps.IsNull()) {
+    if (!ps.IsSequence()) {
+      r.Error(ps, k + ".patterns", "must be a list of {name, pattern, category, secret}");
+      return;
+    }
+    for (size_t i = 0; i < ps.size(); ++i) {
+      std::string pk = k + ".patterns[" + std::to_string(i) + "]";
+      YAML::Node p = ps[i];
+      if (!r.Map(p, pk, {"name", "pattern", "category", "secret"})) continue;
+      AnonymizerPattern ap;
+      r.Str(p, pk, "name", &ap.name);
+      r.Str(p, pk, "pattern", &ap.pattern);
+      r.Str(p, pk, "category", &ap.category);
+      if (YAML::Node sec = p["secret"]; sec.IsDefined()) {
+        bool v = true;
+        if (!sec.IsScalar() || !YAML::convert<bool>::decode(sec, v)) r.Error(sec, pk + ".secret", "must be true or false");
+        ap.secret = v;
+      }
+      if (ap.name.empty() || ap.pattern.empty() || ap.category.empty()) {
+        r.Error(p, pk, "needs name, pattern and category");
+        continue;
+      }
+      RE2 re(ap.pattern, RE2::Quiet);
+      if (!re.ok()) r.Error(p["pattern"], pk + ".pattern", "does not compile: " + re.error());
+      else if (re.NumberOfCapturingGroups() > 1)
+        r.Error(p["pattern"], pk + ".pattern", "may have at most one capturing group (the span to replace)");
+      else if (!IsName(ap.category))
+        r.Error(p["category"], pk + ".category", "category names use letters, digits, '-', '_'");
+      else
+        c->patterns.push_back(std::move(ap));
+    }
+  }
+}
 
 ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_override) {
   ConfigLoad load;
@@ -143,7 +361,7 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
 
   if (root.IsDefined() && !root.IsNull()) {
     try {
-      if (r.Map(root, "", {"state_dir", "server", "output", "audit", "git"})) {
+      if (r.Map(root, "", {"state_dir", "server", "output", "audit", "git", "ssh", "anonymizer"})) {
         r.Str(root, "", "state_dir", &c.state_dir);
         if (YAML::Node s = root["server"]; s.IsDefined() && !s.IsNull() &&
                                            r.Map(s, "server", {"max_concurrent_calls", "max_message_bytes",
@@ -178,11 +396,7 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
               for (const auto& kv : repos) {
                 std::string name = kv.first.Scalar();
                 std::string key = "git.repos." + name;
-                bool name_ok = !name.empty() && name.size() <= 64;
-                for (char ch : name)
-                  name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' ||
-                                        ch == '.');
-                if (!name_ok) {
+                if (!IsName(name)) {
                   r.Error(kv.first, key, "repository names use letters, digits, '-', '_' and '.' (1-64 chars)");
                   continue;
                 }
@@ -207,6 +421,8 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
           if (c.git.timeout_seconds > c.git.max_timeout_seconds)
             r.Error(s["timeout_seconds"], "git.timeout_seconds", "must not exceed git.max_timeout_seconds");
         }
+        if (YAML::Node s = root["ssh"]; s.IsDefined() && !s.IsNull()) ReadSsh(r, s, base, &c.ssh);
+        if (YAML::Node s = root["anonymizer"]; s.IsDefined() && !s.IsNull()) ReadAnonymizer(r, s, base, &c.anonymizer);
       }
     } catch (const YAML::Exception& e) {
       r.Error(YAML::Node(), "", std::string("invalid config: ") + e.what());
@@ -220,6 +436,7 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
     c.audit.database = (fs::path(c.state_dir) / "audit.db").string();
   else
     c.audit.database = Absolute(c.audit.database, base);
+  if (c.ssh.ca_key.empty()) c.ssh.ca_key = (fs::path(c.state_dir) / "ca" / "ssh_ca").string();
 
   load.errors = std::move(r.errors);
   return load;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/result.h"
@@ -43,6 +44,47 @@ struct GitConfig {
   std::string binary = "/usr/bin/git";       // absolute path of the git executable
 };
 
+// One target host of ssh_run (ssh.hosts.<name>). Exactly one of
+// host_key_sha256 and known_hosts is set: a host is never trusted on first use.
+struct SshHostConfig {
+  std::string address;                       // IP address or DNS name
+  int port = 22;
+  std::string user;                          // the account to log in as
+  std::vector<std::string> principals;       // certificate principals; never empty
+  std::string host_key_sha256;               // "SHA256:<43 base64 chars>", as ssh-keygen -l prints it
+  std::string known_hosts;                   // absolute path of a known_hosts file
+  bool force_command = true;                 // certify exactly the requested command
+  std::string force_command_disabled_reason; // required when force_command is false
+};
+
+struct SshConfig {
+  std::string ca_key;                        // default: <state_dir>/ca/ssh_ca
+  int cert_ttl_seconds = 300;                // capped at issuance to 900 (sshca::kMaxCertificateLifetime)
+  int clock_skew_seconds = 30;               // valid_after = now - skew
+  std::vector<std::string> source_addresses; // CIDRs for source-address; required when hosts exist
+  int connect_timeout_seconds = 10;          // TCP connect, key exchange and authentication
+  int timeout_seconds = 60;                  // default command timeout
+  int max_timeout_seconds = 900;             // largest timeout_seconds a call may ask for
+  std::map<std::string, SshHostConfig> hosts;
+};
+
+// AnonymizerConfig: what layer 1 needs beyond its built-in rules.
+struct AnonymizerPattern {
+  std::string name;
+  std::string pattern;   // RE2; group 1 (if any) is the span to replace
+  std::string category;  // e.g. "customer_id", "password"
+  bool secret = true;    // secret: irreversible placeholder; identifier: session token
+};
+
+struct AnonymizerConfig {
+  std::string ip_mode = "tokens";  // tokens ([IP_3]) | prefix_preserving (Crypto-PAn, keyed per session)
+  std::vector<std::string> zones;  // internal DNS zones beyond .internal .corp .local .lan .home.arpa
+  std::string infra_yml;           // anklume infra.yml: its names and addresses are identifiers
+  std::map<std::string, std::vector<std::string>> dictionary;  // category -> terms that are identifiers
+  std::vector<AnonymizerPattern> patterns;                     // operator rules
+  std::vector<std::string> keep;                               // terms never replaced
+};
+
 struct Config {
   std::string source;                        // the file it came from, or "(defaults)"
   std::string state_dir;                     // resolved at load: --state-dir, key, or XDG default
@@ -50,6 +92,8 @@ struct Config {
   OutputConfig output;
   AuditConfig audit;
   GitConfig git;
+  SshConfig ssh;
+  AnonymizerConfig anonymizer;
 };
 
 struct ConfigError {
@@ -74,5 +118,10 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
 
 // DefaultStateDir is $XDG_STATE_HOME/warden, else $HOME/.local/state/warden.
 std::string DefaultStateDir();
+
+// IsCidr accepts an IPv4 or IPv6 address with an optional /prefix in range
+// ("10.0.0.5", "10.0.0.0/8", "2001:db8::/32"), the form OpenSSH takes in a
+// certificate's source-address option.
+bool IsCidr(std::string_view text);
 
 }  // namespace warden

@@ -8,6 +8,8 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
 #include <iterator>
@@ -22,7 +24,9 @@
 #include "server/mcp_server.h"
 #include "server/pipeline.h"
 #include "storage/audit_store.h"
+#include "sshca/ca.h"
 #include "tools/git_tool.h"
+#include "tools/ssh_tool.h"
 
 namespace {
 
@@ -38,6 +42,11 @@ usage:
   warden anonymize [--config FILE] [--explain]
       Filter stdin to stdout through the anonymizer the server uses.
       --explain lists each span (offsets, rule, category) on stderr, never the value.
+  warden ca init [--config FILE] [--state-dir DIR]
+      Create Warden's SSH CA key (Ed25519) at ssh.ca_key, default <state_dir>/ca/ssh_ca
+      (mode 0600, directory 0700); never overwrites. Prints the public key line.
+  warden ca pubkey [--config FILE] [--state-dir DIR]
+      Print the line to put in each target's sshd TrustedUserCAKeys file.
   warden --version
   warden --help
 
@@ -48,6 +57,7 @@ Logs go to stderr; stdout carries protocol messages only.
 
 struct Args {
   std::string command;
+  std::string subcommand;  // `warden ca <subcommand>`
   std::string config;
   std::string state_dir;
   bool explain = false;
@@ -72,6 +82,7 @@ Args Parse(int argc, char** argv) {
     else if (s == "--state-dir") value(&a.state_dir);
     else if (s == "--explain") a.explain = true;
     else if (!s.empty() && s[0] != '-' && a.command.empty()) a.command = s;
+    else if (!s.empty() && s[0] != '-' && a.command == "ca" && a.subcommand.empty()) a.subcommand = s;
     else a.error = "unknown argument: " + s;
     if (!a.error.empty()) break;
   }
@@ -84,6 +95,11 @@ warden::ConfigLoad LoadOrExplain(const Args& a) {
   return load;
 }
 
+warden::anonymizer::TokenMap::IpMode IpMode(const warden::Config& c) {
+  return c.anonymizer.ip_mode == "prefix_preserving" ? warden::anonymizer::TokenMap::IpMode::kPrefixPreserving
+                                                      : warden::anonymizer::TokenMap::IpMode::kNumbered;
+}
+
 int CheckConfig(const Args& a) {
   if (a.config.empty()) {
     std::cerr << "warden check-config: --config FILE is required\n";
@@ -94,23 +110,78 @@ int CheckConfig(const Args& a) {
     std::cerr << load.errors.size() << " error(s) in " << a.config << "\n";
     return 1;
   }
+  if (auto anonymizer = warden::anonymizer::MakeAnonymizer(load.config.anonymizer); !anonymizer.ok()) {
+    std::cerr << a.config << ": anonymizer: " << anonymizer.status().message() << "\n";
+    return 1;
+  }
   const warden::Config& c = load.config;
   std::cout << a.config << ": valid\n"
             << "  state_dir: " << c.state_dir << "\n"
             << "  audit database: " << c.audit.database << " (output kept " << c.audit.retention_seconds << " s)\n"
             << "  git repositories: " << c.git.repos.size() << "\n";
   for (const auto& [name, path] : c.git.repos) std::cout << "    " << name << " -> " << path << "\n";
+  std::cout << "  ssh hosts: " << c.ssh.hosts.size() << " (CA key " << c.ssh.ca_key << ")\n";
+  for (const auto& [name, h] : c.ssh.hosts)
+    std::cout << "    " << name << " -> " << h.user << "@" << h.address << ":" << h.port
+              << (h.force_command ? "" : " (force-command disabled: " + h.force_command_disabled_reason + ")") << "\n";
+  const int cap = static_cast<int>(warden::sshca::kMaxCertificateLifetime.count());
+  if (c.ssh.cert_ttl_seconds > cap)
+    std::cerr << a.config << ": warning: ssh.cert_ttl_seconds is " << c.ssh.cert_ttl_seconds
+              << "; certificates are capped at " << cap << " s (15 minutes) whatever the config says\n";
   return 0;
+}
+
+// Ca runs `warden ca init` and `warden ca pubkey`. The key itself is never printed.
+int Ca(const Args& a) {
+  warden::ConfigLoad load = LoadOrExplain(a);
+  if (!load.ok()) return 1;
+  const std::string& path = load.config.ssh.ca_key;
+  if (a.subcommand == "init") {
+    warden::Result<std::string> line = warden::sshca::CreateCaKeyFile(path);
+    if (!line.ok()) {
+      std::cerr << "warden ca init: " << line.status().message() << "\n";
+      return 1;
+    }
+    std::cerr << "warden ca init: created " << path << " (mode 0600); put this line in each target's "
+              << "TrustedUserCAKeys file:\n";
+    std::cout << line.value() << "\n";
+    return 0;
+  }
+  if (a.subcommand == "pubkey") {
+    auto ca = warden::sshca::CertificateAuthority::LoadFile(path);
+    if (!ca.ok()) {
+      std::cerr << "warden ca pubkey: " << ca.status().message() << "\n";
+      return 1;
+    }
+    std::cout << ca.value()->PublicKeyLine() << "\n";
+    return 0;
+  }
+  std::cerr << "warden ca: give a subcommand: init or pubkey\n\n" << kUsage;
+  return 2;
 }
 
 int Anonymize(const Args& a) {
   warden::ConfigLoad load = LoadOrExplain(a);
   if (!load.ok()) return 1;
-  auto anonymizer = warden::anonymizer::MakeDefaultAnonymizer();
-  warden::anonymizer::TokenMap tokens;
-  std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-  warden::anonymizer::Sanitized out = anonymizer->Anonymize(input, tokens);
-  std::cout << out.text;
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(load.config.anonymizer);
+  if (!anonymizer.ok()) {
+    std::cerr << "warden anonymize: " << anonymizer.status().message() << "\n";
+    return 1;
+  }
+  warden::anonymizer::TokenMap tokens(IpMode(load.config));
+  std::string input;
+  char buf[1 << 16];
+  for (ssize_t n; (n = ::read(0, buf, sizeof buf)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::perror("warden anonymize: read");
+      return 1;
+    }
+    input.append(buf, static_cast<size_t>(n));
+  }
+  warden::anonymizer::Sanitized out = anonymizer.value()->Anonymize(input, tokens);
+  std::fwrite(out.text.data(), 1, out.text.size(), stdout);
+  std::fflush(stdout);
   if (a.explain)
     for (const auto& s : out.spans)
       std::cerr << s.begin << "-" << s.end << "\t" << s.category << "\t" << s.rule << "\n";
@@ -149,12 +220,27 @@ int Serve(const Args& a) {
     return 1;
   }
   warden::SystemClock clock;
-  auto anonymizer = warden::anonymizer::MakeDefaultAnonymizer();
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(config.anonymizer);
+  if (!anonymizer.ok()) {
+    spdlog::critical("anonymizer: {}", anonymizer.status().message());
+    return 2;
+  }
   warden::canary::Guard guard;
-  warden::server::Pipeline pipeline(*anonymizer, guard, *audit.value(), config.output, config.audit.retention_seconds,
+  warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), config.output, config.audit.retention_seconds,
                                     clock);
   std::vector<std::unique_ptr<warden::tools::Tool>> tools;
   tools.push_back(std::make_unique<warden::tools::GitTool>(config.git, config.git.binary));
+  if (!config.ssh.hosts.empty()) {
+    // ssh_run signs every call with the CA; without it the hosts are unusable, so refuse to start.
+    auto ca = warden::sshca::CertificateAuthority::LoadFile(config.ssh.ca_key);
+    if (!ca.ok()) {
+      spdlog::critical("{}; ssh.hosts are configured and ssh_run needs Warden's SSH CA key", ca.status().message());
+      return 1;
+    }
+    spdlog::info("ssh CA {} loaded from {}; {} ssh host(s)", ca.value()->Fingerprint(), config.ssh.ca_key,
+                 config.ssh.hosts.size());
+    tools.push_back(std::make_unique<warden::tools::SshTool>(config.ssh, std::move(ca.value()), clock));
+  }
   warden::server::McpServer server(config, std::move(tools), pipeline, *audit.value(), clock);
   spdlog::info("warden {} serving on stdio; session {}; config {}; audit {}", warden::server::kServerVersion,
                server.session_id(), config.source, config.audit.database);
@@ -183,6 +269,7 @@ int main(int argc, char** argv) {
   if (a.command == "serve") return Serve(a);
   if (a.command == "check-config") return CheckConfig(a);
   if (a.command == "anonymize") return Anonymize(a);
+  if (a.command == "ca") return Ca(a);
   std::cerr << "warden: unknown command \"" << a.command << "\"\n\n" << kUsage;
   return 2;
 }

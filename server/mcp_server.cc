@@ -78,7 +78,9 @@ struct McpServer::Call {
 McpServer::McpServer(const Config& config, std::vector<std::unique_ptr<tools::Tool>> tools, Pipeline& pipeline,
                      storage::AuditStore& audit, const Clock& clock)
     : config_(config), tools_(std::move(tools)), pipeline_(pipeline), audit_(audit), clock_(clock),
-      session_id_(RandomId()) {}
+      session_id_(RandomId()),
+      tokens_(config.anonymizer.ip_mode == "prefix_preserving" ? anonymizer::TokenMap::IpMode::kPrefixPreserving
+                                                                : anonymizer::TokenMap::IpMode::kNumbered) {}
 
 McpServer::~McpServer() = default;
 
