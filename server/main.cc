@@ -100,6 +100,16 @@ warden::anonymizer::TokenMap::IpMode IpMode(const warden::Config& c) {
                                                       : warden::anonymizer::TokenMap::IpMode::kNumbered;
 }
 
+// AnonymizerFor: Warden's own inventory is IaC too. The DNS names of ssh
+// targets are identifiers wherever they appear (their IP addresses already are).
+warden::AnonymizerConfig AnonymizerFor(const warden::Config& c) {
+  warden::AnonymizerConfig a = c.anonymizer;
+  for (const auto& [name, host] : c.ssh.hosts)
+    if (host.address.find_first_not_of("0123456789.:abcdefABCDEF") != std::string::npos)
+      a.dictionary["hostname"].push_back(host.address);
+  return a;
+}
+
 int CheckConfig(const Args& a) {
   if (a.config.empty()) {
     std::cerr << "warden check-config: --config FILE is required\n";
@@ -110,7 +120,7 @@ int CheckConfig(const Args& a) {
     std::cerr << load.errors.size() << " error(s) in " << a.config << "\n";
     return 1;
   }
-  if (auto anonymizer = warden::anonymizer::MakeAnonymizer(load.config.anonymizer); !anonymizer.ok()) {
+  if (auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config)); !anonymizer.ok()) {
     std::cerr << a.config << ": anonymizer: " << anonymizer.status().message() << "\n";
     return 1;
   }
@@ -163,7 +173,7 @@ int Ca(const Args& a) {
 int Anonymize(const Args& a) {
   warden::ConfigLoad load = LoadOrExplain(a);
   if (!load.ok()) return 1;
-  auto anonymizer = warden::anonymizer::MakeAnonymizer(load.config.anonymizer);
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
   if (!anonymizer.ok()) {
     std::cerr << "warden anonymize: " << anonymizer.status().message() << "\n";
     return 1;
@@ -220,7 +230,7 @@ int Serve(const Args& a) {
     return 1;
   }
   warden::SystemClock clock;
-  auto anonymizer = warden::anonymizer::MakeAnonymizer(config.anonymizer);
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(config));
   if (!anonymizer.ok()) {
     spdlog::critical("anonymizer: {}", anonymizer.status().message());
     return 2;

@@ -20,5 +20,7 @@ for f in glob.glob(os.path.join(sys.argv[1], "*.json")):
     open(os.path.join(sys.argv[2], os.path.basename(f) + ".txt"), "w").write(json.load(open(f))["input"])
 PY
 fi
+# libFuzzer's own failure exit code is 77, which ctest reads as "skipped": make it 1.
+# Crash reproducers go next to the binary, named in the output.
 "$out/anonymizer_fuzz" -max_total_time="${FUZZ_SECONDS:-60}" -max_len=8192 -timeout=10 -rss_limit_mb=2048 \
-  -print_final_stats=1 "$out/corpus"
+  -error_exitcode=1 -timeout_exitcode=1 -artifact_prefix="$out/" -print_final_stats=1 "$out/corpus"

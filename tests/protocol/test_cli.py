@@ -76,6 +76,29 @@ class Cli(WardenTest):
         self.assertNotIn("10.3.3.3", r.stdout)
         self.assertNotIn("Hunter2-x9", r.stdout)
 
+    def test_anonymize_knows_the_inventory_and_infra_yml(self):
+        d = self.tmpdir()
+        with open(os.path.join(d, "infra.yml"), "w") as f:
+            f.write("domains:\n  pro:\n    machines:\n      pro-web: {type: lxc}\n")
+        path = os.path.join(d, "w.yaml")
+        with open(path, "w") as f:
+            f.write("anonymizer:\n  infra_yml: infra.yml\n"
+                    "ssh:\n  source_addresses: [127.0.0.1/32]\n  hosts:\n    db:\n      address: db01.example.net\n"
+                    "      user: deploy\n      principals: [p]\n"
+                    "      host_key_sha256: \"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"\n")
+        r = run("anonymize", "--config", path, input="pro-web talks to db01.example.net on net-pro\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertNotIn("pro-web", r.stdout)
+        self.assertNotIn("db01.example.net", r.stdout)
+        self.assertNotIn("net-pro", r.stdout)
+        self.assertIn("talks to [HOST_", r.stdout)
+
+    def test_anonymize_explain_names_rules_never_values(self):
+        r = run("anonymize", "--explain", input="DB_PASSWORD=Sup3r-Secret-Value\n")
+        self.assertEqual(r.returncode, 0)
+        self.assertIn("password\tkeyvalue-secret", r.stderr)
+        self.assertNotIn("Sup3r", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()
