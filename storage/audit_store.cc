@@ -44,11 +44,12 @@ CREATE TABLE tool_calls(
   output_anon TEXT,
   output_sha256 TEXT,
   purge_after_ms INTEGER,
-  purged_ms INTEGER,
-  details TEXT);
+  purged_ms INTEGER);
 CREATE INDEX tool_calls_started ON tool_calls(started_ms);
 CREATE INDEX tool_calls_purge ON tool_calls(purge_after_ms) WHERE output_anon IS NOT NULL;
 )sql",
+    // 2: tool-specific facts (certificate serial, key id, operation) as JSON.
+    "ALTER TABLE tool_calls ADD COLUMN details TEXT;",
 };
 
 // Stmt owns a prepared statement for one call; bind helpers take 1-based indexes.

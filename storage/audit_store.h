@@ -78,7 +78,7 @@ class AuditStore {
   // PurgeExpired nulls output bodies whose purge time has passed; returns rows purged.
   Result<int64_t> PurgeExpired(int64_t now_ms);
 
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
   const std::string& path() const { return path_; }
 
  private:

@@ -49,6 +49,52 @@ TEST_CASE("a new database is WAL, mode 0600, at the current schema version") {
   CHECK(Query(db, "PRAGMA user_version") == std::to_string(AuditStore::kSchemaVersion));
 }
 
+TEST_CASE("a database at schema version 1 is migrated, its rows kept") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  {
+    sqlite3* raw;
+    REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw,
+                         "CREATE TABLE sessions(id TEXT PRIMARY KEY, started_ms INTEGER NOT NULL, ended_ms INTEGER,"
+                         " client_name TEXT, client_version TEXT, protocol_version TEXT);"
+                         "CREATE TABLE tool_calls(call_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, tool TEXT NOT NULL,"
+                         " target TEXT NOT NULL, arguments TEXT NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER,"
+                         " status TEXT NOT NULL DEFAULT 'running', exit_status INTEGER, exit_signal TEXT, duration_ms INTEGER,"
+                         " stdout_bytes INTEGER, stderr_bytes INTEGER, response_bytes INTEGER, truncated INTEGER,"
+                         " redactions TEXT, pipeline_us INTEGER, error TEXT, output_anon TEXT, output_sha256 TEXT,"
+                         " purge_after_ms INTEGER, purged_ms INTEGER);"
+                         "INSERT INTO tool_calls(call_id, session_id, tool, target, arguments, started_ms)"
+                         " VALUES('old', 's', 'git', 'repo:x', '{}', 1);"
+                         "PRAGMA user_version=1;",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(raw);
+  }
+  auto store = AuditStore::Open(db.string());
+  REQUIRE(store.ok());
+  CHECK(Query(db, "PRAGMA user_version") == "2");
+  CHECK(Query(db, "SELECT tool FROM tool_calls WHERE call_id='old'") == "git");
+  warden::storage::CallFinish f;
+  f.call_id = "old";
+  f.status = "completed";
+  f.details_json = R"({"operation":"status"})";
+  REQUIRE(store.value()->FinishCall(f).ok());
+  CHECK(Query(db, "SELECT details FROM tool_calls WHERE call_id='old'") == R"({"operation":"status"})");
+}
+
+TEST_CASE("a database from a newer Warden is refused, not downgraded") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  REQUIRE(AuditStore::Open(db.string()).ok());
+  sqlite3* raw;
+  sqlite3_open(db.c_str(), &raw);
+  sqlite3_exec(raw, "PRAGMA user_version=99", nullptr, nullptr, nullptr);
+  sqlite3_close(raw);
+  auto newer = AuditStore::Open(db.string());
+  REQUIRE_FALSE(newer.ok());
+  CHECK(newer.status().message().find("newer than this Warden") != std::string::npos);
+}
+
 TEST_CASE("a call row is written at start and completed at the end") {
   TempDir d;
   fs::path db = d.path / "audit.db";
