@@ -10,6 +10,8 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <iostream>
 #include <iterator>
@@ -24,6 +26,7 @@
 #include "server/mcp_server.h"
 #include "server/pipeline.h"
 #include "storage/audit_store.h"
+#include "storage/purge_worker.h"
 #include "sshca/ca.h"
 #include "tools/git_tool.h"
 #include "tools/ssh_tool.h"
@@ -39,6 +42,9 @@ usage:
       Register it: claude mcp add warden -- warden serve --config FILE
   warden check-config --config FILE
       Validate a config file; prints each error with file, line and key. Exit 0 if valid.
+  warden purge [--config FILE] [--state-dir DIR]
+      One purge pass: empty the sanitized output bodies whose retention time
+      (audit.retention_seconds) has passed. For a CronJob; serve also purges.
   warden anonymize [--config FILE] [--explain]
       Filter stdin to stdout through the anonymizer the server uses.
       --explain lists each span (offsets, rule, category) on stderr, never the value.
@@ -198,6 +204,24 @@ int Anonymize(const Args& a) {
   return 0;
 }
 
+int Purge(const Args& a) {
+  warden::ConfigLoad load = LoadOrExplain(a);
+  if (!load.ok()) return 2;
+  auto audit = warden::storage::AuditStore::Open(load.config.audit.database);
+  if (!audit.ok()) {
+    std::cerr << "warden purge: " << audit.status().message() << "\n";
+    return 1;
+  }
+  warden::SystemClock clock;
+  auto purged = audit.value()->PurgeExpired(warden::UnixMillis(clock.Now()));
+  if (!purged.ok()) {
+    std::cerr << "warden purge: " << purged.status().message() << "\n";
+    return 1;
+  }
+  std::cout << "purged " << purged.value() << " output bodies from " << load.config.audit.database << "\n";
+  return 0;
+}
+
 int Serve(const Args& a) {
   // Keep the protocol stream clean: everything that writes to fd 1 by accident
   // (a library, a stray print) lands on stderr; protocol messages use the dup.
@@ -254,7 +278,14 @@ int Serve(const Args& a) {
   warden::server::McpServer server(config, std::move(tools), pipeline, *audit.value(), clock);
   spdlog::info("warden {} serving on stdio; session {}; config {}; audit {}", warden::server::kServerVersion,
                server.session_id(), config.source, config.audit.database);
-  return server.Serve(0, protocol_out, sfd);
+  // Output bodies leave the audit store when their retention time is up, while
+  // the server runs (a CronJob can also run `warden purge`).
+  auto interval = std::chrono::milliseconds(
+      std::clamp(config.audit.retention_seconds * 1000 / 2, 1000, 30'000));
+  warden::storage::PurgeWorker purge(*audit.value(), clock, interval);
+  int rc = server.Serve(0, protocol_out, sfd);
+  purge.Stop();
+  return rc;
 }
 
 }  // namespace
@@ -279,6 +310,7 @@ int main(int argc, char** argv) {
   if (a.command == "serve") return Serve(a);
   if (a.command == "check-config") return CheckConfig(a);
   if (a.command == "anonymize") return Anonymize(a);
+  if (a.command == "purge") return Purge(a);
   if (a.command == "ca") return Ca(a);
   std::cerr << "warden: unknown command \"" << a.command << "\"\n\n" << kUsage;
   return 2;

@@ -100,5 +100,35 @@ class Cli(WardenTest):
         self.assertNotIn("Sup3r", r.stderr)
 
 
+class Purge(WardenTest):
+    def call_then_exit(self, retention):
+        from harness import git_config, make_repo
+        d = self.tmpdir()
+        repo = make_repo(d + "/r", {"a.txt": "hello\n"})
+        w = self.start(config_text=f"audit: {{retention_seconds: {retention}}}\n" + git_config({"demo": repo}))
+        w.initialize()
+        self.assertFalse(w.tool("git", {"repo": "demo", "operation": "status"})["result"]["isError"])
+        self.assertEqual(w.close(), 0)
+        return w
+
+    def test_bodies_past_retention_are_purged_and_hashes_kept(self):
+        w = self.call_then_exit(retention=0)
+        rows = w.audit("SELECT output_anon, output_sha256, purged_ms FROM tool_calls")
+        self.assertEqual(len(rows), 1)
+        self.assertIsNone(rows[0][0])
+        self.assertEqual(len(rows[0][1]), 64)
+        self.assertIsNotNone(rows[0][2])
+        r = run("purge", "--config", w.config, "--state-dir", w.state)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("purged 0 output bodies", r.stdout)
+
+    def test_bodies_within_retention_stay_until_their_time(self):
+        w = self.call_then_exit(retention=3600)
+        self.assertIsNotNone(w.audit("SELECT output_anon FROM tool_calls")[0][0])
+        r = run("purge", "--config", w.config, "--state-dir", w.state)
+        self.assertIn("purged 0 output bodies", r.stdout)
+        self.assertIsNotNone(w.audit("SELECT output_anon FROM tool_calls")[0][0])
+
+
 if __name__ == "__main__":
     unittest.main()

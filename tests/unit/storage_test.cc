@@ -5,7 +5,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "core/clock.h"
 #include "storage/audit_store.h"
+#include "storage/purge_worker.h"
 
 namespace fs = std::filesystem;
 using warden::storage::AuditStore;
@@ -157,4 +159,32 @@ TEST_CASE("a corrupt, foreign or unwritable database is a clear error") {
   auto nodir = AuditStore::Open("/proc/warden-cannot-exist/audit.db");
   REQUIRE_FALSE(nodir.ok());
   CHECK(nodir.status().message().find("cannot create state directory") != std::string::npos);
+}
+
+TEST_CASE("the purge worker empties expired bodies by the store's clock, and once more when stopped") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  auto store = std::move(AuditStore::Open(db.string()).value());
+  for (const char* id : {"early", "late"}) {
+    REQUIRE(store->BeginCall({id, "s", "git", "t", "{}", 1}).ok());
+    warden::storage::CallFinish f;
+    f.call_id = id;
+    f.status = "completed";
+    f.output_anon = "sanitized body";
+    f.output_sha256 = "h";
+    f.purge_after_ms = std::string(id) == "early" ? 1'000 : 5'000;
+    REQUIRE(store->FinishCall(f).ok());
+  }
+  warden::ManualClock clock(std::chrono::system_clock::time_point(std::chrono::milliseconds(2'000)));
+  {
+    warden::storage::PurgeWorker worker(*store, clock, std::chrono::hours(1));
+    worker.Stop();  // the first pass and the last one both ran by now
+  }
+  CHECK(Query(db, "SELECT output_anon FROM tool_calls WHERE call_id='early'") == "(null)");
+  CHECK(Query(db, "SELECT output_anon FROM tool_calls WHERE call_id='late'") == "sanitized body");
+  clock.Set(std::chrono::system_clock::time_point(std::chrono::milliseconds(6'000)));
+  { warden::storage::PurgeWorker worker(*store, clock, std::chrono::hours(1)); }
+  CHECK(Query(db, "SELECT output_anon FROM tool_calls WHERE call_id='late'") == "(null)");
+  CHECK(Query(db, "SELECT output_sha256 FROM tool_calls WHERE call_id='late'") == "h");
+  CHECK(Query(db, "SELECT purged_ms FROM tool_calls WHERE call_id='late'") == "6000");
 }
