@@ -74,6 +74,10 @@ std::optional<std::string> TokenMap::Resolve(std::string_view token) const {
   return it->second;
 }
 
+TokenMap::IpMode IpModeOf(const AnonymizerConfig& config) {
+  return config.ip_mode == "prefix_preserving" ? TokenMap::IpMode::kPrefixPreserving : TokenMap::IpMode::kNumbered;
+}
+
 size_t TokenMap::size() const {
   std::lock_guard<std::mutex> lock(mu_);
   return reverse_.size();

@@ -78,6 +78,9 @@ class TokenMap {
   std::unordered_map<std::string, int> next_;             // prefix -> last number issued
 };
 
+// IpModeOf reads `anonymizer.ip_mode` from the config.
+TokenMap::IpMode IpModeOf(const AnonymizerConfig& config);
+
 // SpanSource finds spans in text. Implementations must be thread safe (const).
 class SpanSource {
  public:

@@ -47,8 +47,9 @@ class RuleEngine final : public SpanSource {
   void Find(std::string_view text, std::vector<Span>* out) const override;
 
  private:
-  void FindInRange(std::string_view text, size_t begin, size_t end, const std::vector<bool>& active,
-                   std::vector<Span>* out, bool decoded) const;
+  // FindAll runs every rule over `text`; `decoded` marks text decoded from base64 (no second decoding).
+  void FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const;
+  void FindGated(std::string_view text, std::vector<Span>* out, bool decoded) const;
   void RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out,
                bool decoded) const;
   void ExpandBase64(std::string_view text, const Span& candidate, std::vector<Span>* out) const;

@@ -158,6 +158,8 @@ bool KeyValue(std::string_view t, size_t* b, size_t* e) {
   }
 }
 
+bool NotPlaceholder(std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }
+
 // Value after a command-line flag, quotes stripped.
 bool StripQuotes(std::string_view t, size_t* b, size_t* e) {
   if (*e - *b >= 2 && (t[*b] == '\'' || t[*b] == '"') && t[*e - 1] == t[*b]) {
@@ -486,7 +488,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 StripQuotes));
   r.push_back(R("curl-user", "password", S, {"(?:-u|--user)[ \\t]+['\"]?[^\\s:'\"]+:"},
                 R"((?:^|[ \t])(?:-u|--user)[ \t]+['"]?[^\s:'"]+:([^\s'"]+))",
-                [](std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }));
+                NotPlaceholder));
   r.push_back(R("htpasswd-b", "password", S, {"htpasswd"},
                 R"(htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
   r.push_back(R("echo-sudo-S", "password", S, {"sudo"}, R"(echo[ \t]+('[^'\n]*'|"[^"\n]*"|\S+)[ \t]*\|[ \t]*sudo[ \t]+(?:-\S+[ \t]+)*-S)",
@@ -494,14 +496,14 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("sql-identified-by", "password", S, {"identified"},
                 R"((?i)identified[ \t]+(?:with[ \t]+\S+[ \t]+)?by[ \t]+('[^'\n]*'|"[^"\n]*"))", StripQuotes));
   r.push_back(R("pgpass-line", "password", S, {R"((?m):(?:[0-9]+|\*):[^\s:]+:[^\s:]+:[^\s:]+$)"}, R"((?m)^[^\s:#][^\s:]*:(?:[0-9]+|\*):[^\s:]+:[^\s:]+:([^\s:]+)$)",
-                [](std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }));
+                NotPlaceholder));
   r.push_back(R("password-hash", "password_hash", S, {"\\$\\$?(?:1|2[abxy]?|5|6|y|gy|7|apr1|md5|sha1|argon2|pbkdf2|scrypt)"},
                 R"(\$\$?(?:1|2[abxy]?|5|6|y|gy|7|apr1|md5|sha1|sha256|sha512|argon2(?:id|i|d)?|pbkdf2(?:-sha[0-9]+)?|scrypt)\$\$?[^\s:'"]{8,})",
                 {}, 1));
   // scheme://user:PASSWORD@host, and the user and host as identifiers.
   r.push_back(R("url-userinfo-password", "password", S, {R"(://[^\s/@'"]*@)"},
                 R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'"]*:([^\s@/'"]+)@)",
-                [](std::string_view t, size_t* b, size_t* e) { return !IsPlaceholderValue(t.substr(*b, *e - *b)); }));
+                NotPlaceholder));
   r.push_back(R("url-userinfo-token", "api_token", S, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([A-Za-z0-9_\-]{20,})@)",
                 Entropic, 1));
   r.push_back(R("url-userinfo-user", "username", I, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([^\s:/@'"]+):[^\s@/'"]+@)",
@@ -540,7 +542,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 "(?i)(?:[a-z0-9][a-z0-9\\-]*\\.)+(?:" + zone_alt + ")", HostCheck));
   r.push_back(R("mail-client-hostname", "hostname", I, {"client=", "from "},
                 R"((?:client=|from )([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)+)\[)",
-                [](std::string_view t, size_t* b, size_t* e) { return UrlHostCheck(t, b, e); }));
+                UrlHostCheck));
   r.push_back(R("hosts-file-name", "hostname", I, {"(?m)^[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}[ \\t]+[a-z]"},
                 R"((?m)^(?:[0-9]{1,3}\.){3}[0-9]{1,3}[ \t]+([A-Za-z0-9][A-Za-z0-9.\-]*))", HostsFileLine));
   r.push_back(R("anklume-bridge", "network", I, {"net-"}, R"((net-[a-z0-9][a-z0-9\-]*))", NotAfterWord));
@@ -549,7 +551,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("incus-info-name", "instance", I, {"(?m)^name:[ \\t]+[a-z0-9]"}, R"((?m)^Name:[ \t]+([A-Za-z0-9][A-Za-z0-9\-]*)$)"));
   r.push_back(R("ansible-inventory-host", "instance", I, {"ansible_"},
                 R"((?m)^([A-Za-z0-9][A-Za-z0-9.\-]*)[ \t]+ansible_)",
-                [](std::string_view t, size_t* b, size_t* e) { return HostsFileName(t, b, e); }));
+                HostsFileName));
   r.push_back(R("gcp-project-id", "project", I, {"project_id"}, R"re("project_id"[ \t]*:[ \t]*"([^"\n]+)")re"));
   Rule runner = R("gitlab-runner-name", "instance", I, {"[[runners]]"}, R"re(\[\[runners\]\][ \t]*\r?\n[ \t]*name[ \t]*=[ \t]*"([^"\n]+)")re");
   runner.multiline = true;

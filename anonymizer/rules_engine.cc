@@ -94,10 +94,7 @@ void RuleEngine::ExpandBase64(std::string_view text, const Span& c, std::vector<
   std::optional<std::string> decoded = Base64Decode(text.substr(c.begin, c.length()));
   if (!decoded || decoded->size() < 6 || !MostlyPrintable(*decoded)) return;
   std::vector<Span> inner;
-  std::vector<bool> all(rules_.size(), true);
-  FindInRange(*decoded, 0, decoded->size(), all, &inner, true);
-  for (size_t i : multiline_)
-    if (MultilineWanted(rules_[i], *decoded)) RunRule(i, *decoded, 0, decoded->size(), &inner, true);
+  FindAll(*decoded, &inner, true);
   std::string category;
   for (const Span& s : inner)
     if (s.kind == Kind::kSecret) category = s.category == "private_key" ? "private_key" : "encoded_secret";
@@ -109,8 +106,8 @@ void RuleEngine::ExpandBase64(std::string_view text, const Span& c, std::vector<
   out->push_back({c.begin, c.end, Kind::kSecret, category, "base64-decoded", 2});
 }
 
-void RuleEngine::FindInRange(std::string_view text, size_t begin, size_t end, const std::vector<bool>& active,
-                             std::vector<Span>* out, bool decoded) const {
+void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool decoded) const {
+  const size_t begin = 0, end = text.size();
   // Pass 1: one keyword-set scan per small block says which rules can match
   // there. Pass 2: each rule runs once over every run of consecutive blocks in
   // which it can match, so a rule costs nothing where its trigger is absent.
@@ -131,7 +128,7 @@ void RuleEngine::FindInRange(std::string_view text, size_t begin, size_t end, co
         for (size_t r : keyword_rules_[static_cast<size_t>(h)]) run[r] = 1;
     for (size_t r : always_) run[r] = 1;
     for (size_t r = 0; r < rules_.size(); ++r)
-      if (run[r] && active[r]) ranges_of[r].push_back(blocks.size());
+      if (run[r]) ranges_of[r].push_back(blocks.size());
     blocks.emplace_back(b, e);
     b = e;
   }
@@ -155,11 +152,12 @@ bool MultilineWanted(const Rule& r, std::string_view text) {
   return false;
 }
 
-void RuleEngine::Find(std::string_view text, std::vector<Span>* out) const {
-  std::vector<bool> all(rules_.size(), true);
+void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const {
   for (size_t i : multiline_)
-    if (MultilineWanted(rules_[i], text)) RunRule(i, text, 0, text.size(), out, false);
-  FindInRange(text, 0, text.size(), all, out, false);
+    if (MultilineWanted(rules_[i], text)) RunRule(i, text, 0, text.size(), out, decoded);
+  FindGated(text, out, decoded);
 }
+
+void RuleEngine::Find(std::string_view text, std::vector<Span>* out) const { FindAll(text, out, false); }
 
 }  // namespace warden::anonymizer

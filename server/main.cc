@@ -101,11 +101,6 @@ warden::ConfigLoad LoadOrExplain(const Args& a) {
   return load;
 }
 
-warden::anonymizer::TokenMap::IpMode IpMode(const warden::Config& c) {
-  return c.anonymizer.ip_mode == "prefix_preserving" ? warden::anonymizer::TokenMap::IpMode::kPrefixPreserving
-                                                      : warden::anonymizer::TokenMap::IpMode::kNumbered;
-}
-
 // AnonymizerFor: Warden's own inventory is IaC too. The DNS names of ssh
 // targets are identifiers wherever they appear (their IP addresses already are).
 warden::AnonymizerConfig AnonymizerFor(const warden::Config& c) {
@@ -184,7 +179,7 @@ int Anonymize(const Args& a) {
     std::cerr << "warden anonymize: " << anonymizer.status().message() << "\n";
     return 1;
   }
-  warden::anonymizer::TokenMap tokens(IpMode(load.config));
+  warden::anonymizer::TokenMap tokens(warden::anonymizer::IpModeOf(load.config.anonymizer));
   std::string input;
   char buf[1 << 16];
   for (ssize_t n; (n = ::read(0, buf, sizeof buf)) != 0;) {
@@ -263,7 +258,7 @@ int Serve(const Args& a) {
   warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), config.output, config.audit.retention_seconds,
                                     clock);
   std::vector<std::unique_ptr<warden::tools::Tool>> tools;
-  tools.push_back(std::make_unique<warden::tools::GitTool>(config.git, config.git.binary));
+  tools.push_back(std::make_unique<warden::tools::GitTool>(config.git));
   if (!config.ssh.hosts.empty()) {
     // ssh_run signs every call with the CA; without it the hosts are unusable, so refuse to start.
     auto ca = warden::sshca::CertificateAuthority::LoadFile(config.ssh.ca_key);

@@ -79,8 +79,7 @@ McpServer::McpServer(const Config& config, std::vector<std::unique_ptr<tools::To
                      storage::AuditStore& audit, const Clock& clock)
     : config_(config), tools_(std::move(tools)), pipeline_(pipeline), audit_(audit), clock_(clock),
       session_id_(RandomId()),
-      tokens_(config.anonymizer.ip_mode == "prefix_preserving" ? anonymizer::TokenMap::IpMode::kPrefixPreserving
-                                                                : anonymizer::TokenMap::IpMode::kNumbered) {}
+      tokens_(anonymizer::IpModeOf(config.anonymizer)) {}
 
 McpServer::~McpServer() = default;
 

@@ -91,7 +91,10 @@ Pipeline::Stream Pipeline::Prepare(const CapturedStream& raw, anonymizer::TokenM
   std::string_view bytes = raw.bytes;
   // A stream cut by the capture cap may end inside a secret; drop its last partial line so
   // that no half-secret escapes the rules that need the whole of it.
-  if (s.capped) bytes = bytes.substr(0, bytes.rfind('\n') == std::string_view::npos ? 0 : bytes.rfind('\n') + 1);
+  if (s.capped) {
+    size_t last_newline = bytes.rfind('\n');
+    bytes = bytes.substr(0, last_newline == std::string_view::npos ? 0 : last_newline + 1);
+  }
   anonymizer::Sanitized a = anonymizer_.Anonymize(RepairUtf8(bytes), tokens);
   for (const auto& [k, v] : a.counts) (*counts)[k] += v;
   s.text = std::move(a.text);

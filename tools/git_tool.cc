@@ -407,8 +407,7 @@ ToolSpec BuildSpec(const GitConfig& config) {
 
 }  // namespace
 
-GitTool::GitTool(const GitConfig& config, std::string git_binary)
-    : config_(config), git_(std::move(git_binary)), spec_(BuildSpec(config_)) {}
+GitTool::GitTool(const GitConfig& config) : config_(config), spec_(BuildSpec(config_)) {}
 
 const ToolSpec& GitTool::spec() const { return spec_; }
 
@@ -427,7 +426,7 @@ Result<RawOutput> GitTool::Run(const json::object& args, CallContext& ctx) {
   const auto deadline = Clock::Steady() + r.timeout;
 
   // Filter drivers can only be disabled by name, so the repo's are listed first.
-  ProcessSpec listing = MakeSpec(git_, r, {}, {"config", "--null", "--name-only", "--get-regexp", "^filter\\."});
+  ProcessSpec listing = MakeSpec(config_.binary, r, {}, {"config", "--null", "--name-only", "--get-regexp", "^filter\\."});
   listing.timeout = r.timeout;
   listing.max_capture_bytes = kConfigListCap;
   Result<RawOutput> filters = RunProcess(listing, *ctx.cancel, ProgressFn());
@@ -436,7 +435,7 @@ Result<RawOutput> GitTool::Run(const json::object& args, CallContext& ctx) {
   Result<std::vector<std::string>> overrides = FilterOverrides(filters.value(), r.repo);
   if (!overrides.ok()) return overrides.status();
 
-  ProcessSpec command = MakeSpec(git_, r, overrides.value(), OperationArgs(r));
+  ProcessSpec command = MakeSpec(config_.binary, r, overrides.value(), OperationArgs(r));
   command.timeout = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(deadline - Clock::Steady()));
   command.max_capture_bytes = ctx.max_capture_bytes;
   Result<RawOutput> out = RunProcess(command, *ctx.cancel, ctx.progress);

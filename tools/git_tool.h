@@ -24,8 +24,8 @@ namespace warden::tools {
 
 class GitTool : public Tool {
  public:
-  // `config.repos` maps names to absolute paths; `git_binary` is executed as is.
-  explicit GitTool(const GitConfig& config, std::string git_binary = "/usr/bin/git");
+  // `config.repos` maps names to absolute paths; `config.binary` is executed as is.
+  explicit GitTool(const GitConfig& config);
 
   // spec: name "git"; input_schema lists the configured repo names as an enum.
   const ToolSpec& spec() const override;
@@ -40,7 +40,6 @@ class GitTool : public Tool {
 
  private:
   GitConfig config_;
-  std::string git_;
   ToolSpec spec_;
 };
 
