@@ -4,6 +4,7 @@
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
@@ -248,6 +249,120 @@ void ReadSsh(Reader& r, const YAML::Node& s, const fs::path& base, SshConfig* c)
           "(e.g. [10.0.0.5/32]); certificates are valid only from there");
 }
 
+// ParseIncusServer splits incus.server into a unix socket path or an https
+// host and port; false (with *why set) when it is neither.
+bool ParseIncusServer(const std::string& server, IncusConfig* c, std::string* why) {
+  constexpr std::string_view kUnix = "unix:", kHttps = "https://";
+  if (server.compare(0, kUnix.size(), kUnix) == 0) {
+    c->socket_path = server.substr(kUnix.size());
+    if (!fs::path(c->socket_path).is_absolute()) {
+      *why = "a unix socket must be an absolute path, e.g. unix:/var/lib/incus/unix.socket";
+      return false;
+    }
+    return true;
+  }
+  if (server.compare(0, kHttps.size(), kHttps) != 0) {
+    *why = "must be unix:<socket path> or https://host[:port]";
+    return false;
+  }
+  c->socket_path.clear();
+  std::string rest = server.substr(kHttps.size());
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  std::string port;
+  if (!rest.empty() && rest.front() == '[') {  // [IPv6]:port
+    const size_t close = rest.find(']');
+    if (close == std::string::npos) {
+      *why = "an IPv6 address needs its closing ']'";
+      return false;
+    }
+    c->host = rest.substr(1, close - 1);
+    if (close + 1 < rest.size()) {
+      if (rest[close + 1] != ':') {
+        *why = "expected ':' and a port after ']'";
+        return false;
+      }
+      port = rest.substr(close + 2);
+    }
+  } else {
+    const size_t colon = rest.rfind(':');
+    c->host = rest.substr(0, colon);
+    if (colon != std::string::npos) port = rest.substr(colon + 1);
+  }
+  if (c->host.empty() || !IsWord(c->host) || c->host.find_first_of("/?#@[]") != std::string::npos) {
+    *why = "needs a host name or address after https:// (and no path)";
+    return false;
+  }
+  if (!port.empty()) {
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos || std::stoi(port) < 1 ||
+        std::stoi(port) > 65535) {
+      *why = "the port must be a number from 1 to 65535";
+      return false;
+    }
+    c->port = std::stoi(port);
+  }
+  return true;
+}
+
+// A PEM file of the incus section; private keys must not be readable by others.
+void IncusFile(Reader& r, const YAML::Node& s, const char* name, const fs::path& base, bool secret, std::string* out) {
+  const std::string key = std::string("incus.") + name;
+  r.Str(s, "incus", name, out);
+  if (out->empty()) return;
+  *out = Absolute(*out, base);
+  std::error_code ec;
+  fs::file_status st = fs::status(*out, ec);
+  if (ec || !fs::is_regular_file(st)) {
+    r.Error(s[name], key, "no such file: " + *out);
+    return;
+  }
+  if (secret && (st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.permissions() & fs::perms::mask));
+    r.Error(s[name], key, std::string(*out) + " has mode " + mode + "; a private key must be 0600 or 0400");
+  }
+}
+
+void ReadIncus(Reader& r, const YAML::Node& s, const fs::path& base, IncusConfig* c) {
+  if (!r.Map(s, "incus", {"server", "client_cert", "client_key", "server_cert_sha256", "projects",
+                          "connect_timeout_seconds", "timeout_seconds", "max_timeout_seconds"}))
+    return;
+  r.Str(s, "incus", "server", &c->server);
+  std::string why;
+  if (!ParseIncusServer(c->server, c, &why)) r.Error(s["server"], "incus.server", why + " (got \"" + c->server + "\")");
+  IncusFile(r, s, "client_cert", base, false, &c->client_cert);
+  IncusFile(r, s, "client_key", base, true, &c->client_key);
+  r.Str(s, "incus", "server_cert_sha256", &c->server_cert_sha256);
+  if (!c->server_cert_sha256.empty()) {
+    std::string hex;
+    for (char ch : c->server_cert_sha256)
+      if (ch != ':') hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+      r.Error(s["server_cert_sha256"], "incus.server_cert_sha256",
+              "must be the SHA-256 of the server certificate, 64 hex digits (as `incus remote add` or "
+              "`openssl x509 -noout -fingerprint -sha256` prints it)");
+    else
+      c->server_cert_sha256 = hex;
+  }
+  const bool https = !c->host.empty();
+  for (const char* k : {"client_cert", "client_key", "server_cert_sha256"}) {
+    const bool given = s[k].IsDefined() && !s[k].IsNull();
+    if (https && !given)
+      r.Error(s, std::string("incus.") + k,
+              "is required with an https server (client certificate and key, and the pinned server certificate)");
+    if (!https && given) r.Error(s[k], std::string("incus.") + k, "is only for an https server");
+  }
+  StrList(r, s, "incus", "projects", &c->projects, [](const std::string& p) { return IsIncusName(p); },
+          "Incus project names (letters, digits, '-'; at most 63)");
+  std::set<std::string> seen;
+  for (const auto& p : c->projects)
+    if (!seen.insert(p).second) r.Error(s["projects"], "incus.projects", "lists \"" + p + "\" twice");
+  r.Int(s, "incus", "connect_timeout_seconds", &c->connect_timeout_seconds, 1, 300);
+  r.Int(s, "incus", "timeout_seconds", &c->timeout_seconds, 1, 3600);
+  r.Int(s, "incus", "max_timeout_seconds", &c->max_timeout_seconds, 1, 3600);
+  if (c->timeout_seconds > c->max_timeout_seconds)
+    r.Error(s["timeout_seconds"], "incus.timeout_seconds", "must not exceed incus.max_timeout_seconds");
+}
+
 }  // namespace
 
 bool IsCidr(std::string_view text) {
@@ -272,9 +387,21 @@ bool IsCidr(std::string_view text) {
   return v <= max_prefix;
 }
 
+bool IsIncusName(std::string_view name) {
+  if (name.empty() || name.size() > 63 || name.front() == '-' || name.back() == '-') return false;
+  bool digits_only = true;
+  for (char ch : name) {
+    const bool digit = ch >= '0' && ch <= '9';
+    if (!digit && !(ch >= 'a' && ch <= 'z') && !(ch >= 'A' && ch <= 'Z') && ch != '-') return false;
+    digits_only = digits_only && digit;
+  }
+  return !digits_only;
+}
+
 void ReadAnonymizer(Reader& r, const YAML::Node& s, const fs::path& base, AnonymizerConfig* c) {
   const std::string k = "anonymizer";
-  if (!r.Map(s, k, {"ip_mode", "zones", "infra_yml", "dictionary", "patterns", "keep"})) return;
+  if (!r.Map(s, k, {"ip_mode", "zones", "infra_yml", "dictionary", "patterns", "keep", "disabled_rules"}))
+    return;
   r.Str(s, k, "ip_mode", &c->ip_mode, {"tokens", "prefix_preserving"});
   auto zone = [](const std::string& z) {
     return !z.empty() && z.front() != '.' && z.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
@@ -282,6 +409,8 @@ void ReadAnonymizer(Reader& r, const YAML::Node& s, const fs::path& base, Anonym
   auto term = [](const std::string& t) { return !t.empty() && t.size() <= 200; };
   StrList(r, s, k, "zones", &c->zones, zone, "lower-case DNS suffixes such as example.net");
   StrList(r, s, k, "keep", &c->keep, term, "non-empty terms");
+  StrList(r, s, k, "disabled_rules", &c->disabled_rules, [](const std::string& n) { return IsName(n); },
+          "built-in rule names, as `warden anonymize --explain` prints them");
   std::string infra;
   r.Str(s, k, "infra_yml", &infra);
   if (!infra.empty()) {
@@ -361,7 +490,7 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
 
   if (root.IsDefined() && !root.IsNull()) {
     try {
-      if (r.Map(root, "", {"state_dir", "server", "output", "audit", "git", "ssh", "anonymizer"})) {
+      if (r.Map(root, "", {"state_dir", "server", "output", "audit", "git", "ssh", "incus", "anonymizer"})) {
         r.Str(root, "", "state_dir", &c.state_dir);
         if (YAML::Node s = root["server"]; s.IsDefined() && !s.IsNull() &&
                                            r.Map(s, "server", {"max_concurrent_calls", "max_message_bytes",
@@ -378,9 +507,10 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
           r.Int(s, "output", "max_capture_bytes", &c.output.max_capture_bytes, 4096, int64_t{64} << 20);
         }
         if (YAML::Node s = root["audit"];
-            s.IsDefined() && !s.IsNull() && r.Map(s, "audit", {"database", "retention_seconds"})) {
+            s.IsDefined() && !s.IsNull() && r.Map(s, "audit", {"database", "retention_seconds", "busy_timeout_ms"})) {
           r.Str(s, "audit", "database", &c.audit.database);
           r.Int(s, "audit", "retention_seconds", &c.audit.retention_seconds, 0, 86400 * 30);
+          r.Int(s, "audit", "busy_timeout_ms", &c.audit.busy_timeout_ms, 0, 600'000);
         }
         if (YAML::Node s = root["git"]; s.IsDefined() && !s.IsNull() &&
                                         r.Map(s, "git", {"repos", "timeout_seconds", "max_timeout_seconds", "binary"})) {
@@ -422,6 +552,7 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
             r.Error(s["timeout_seconds"], "git.timeout_seconds", "must not exceed git.max_timeout_seconds");
         }
         if (YAML::Node s = root["ssh"]; s.IsDefined() && !s.IsNull()) ReadSsh(r, s, base, &c.ssh);
+        if (YAML::Node s = root["incus"]; s.IsDefined() && !s.IsNull()) ReadIncus(r, s, base, &c.incus);
         if (YAML::Node s = root["anonymizer"]; s.IsDefined() && !s.IsNull()) ReadAnonymizer(r, s, base, &c.anonymizer);
       }
     } catch (const YAML::Exception& e) {

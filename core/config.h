@@ -35,6 +35,7 @@ struct OutputConfig {
 struct AuditConfig {
   std::string database;                      // default: <state_dir>/audit.db
   int retention_seconds = 300;               // sanitized output bodies live this long
+  int busy_timeout_ms = 5000;                // how long a write waits for a lock held by another process
 };
 
 struct GitConfig {
@@ -68,6 +69,24 @@ struct SshConfig {
   std::map<std::string, SshHostConfig> hosts;
 };
 
+// IncusConfig: the Incus server of incus_exec/incus_list and the projects
+// (anklume's security domains) this Warden may touch. A project that is not
+// listed is refused before any request; with no projects the tools are not
+// registered.
+struct IncusConfig {
+  std::string server = "unix:/var/lib/incus/unix.socket";  // "unix:<absolute path>" or "https://host[:port]"
+  std::string socket_path = "/var/lib/incus/unix.socket";  // from server "unix:..."; empty for https
+  std::string host;                          // from server "https://..."; empty for unix
+  int port = 8443;
+  std::string client_cert;                   // https: PEM client certificate, trusted by the server
+  std::string client_key;                    // https: its PEM private key (file mode 0600 or 0400)
+  std::string server_cert_sha256;            // https: SHA-256 of the server's DER certificate, 64 lower-case hex
+  std::vector<std::string> projects;         // allowed project names; never empty when the tools are on
+  int connect_timeout_seconds = 10;          // connecting and every API request before the command starts
+  int timeout_seconds = 60;                  // default command timeout
+  int max_timeout_seconds = 900;             // largest timeout_seconds a call may ask for
+};
+
 // AnonymizerConfig: what layer 1 needs beyond its built-in rules.
 struct AnonymizerPattern {
   std::string name;
@@ -83,6 +102,9 @@ struct AnonymizerConfig {
   std::map<std::string, std::vector<std::string>> dictionary;  // category -> terms that are identifiers
   std::vector<AnonymizerPattern> patterns;                     // operator rules
   std::vector<std::string> keep;                               // terms never replaced
+  // Built-in rules switched off by name (for a false positive the operator accepts).
+  // The canaries prove what that costs: a disabled rule that a canary needs fails the self-test.
+  std::vector<std::string> disabled_rules;
 };
 
 struct Config {
@@ -93,6 +115,7 @@ struct Config {
   AuditConfig audit;
   GitConfig git;
   SshConfig ssh;
+  IncusConfig incus;
   AnonymizerConfig anonymizer;
 };
 
@@ -123,5 +146,10 @@ std::string DefaultStateDir();
 // ("10.0.0.5", "10.0.0.0/8", "2001:db8::/32"), the form OpenSSH takes in a
 // certificate's source-address option.
 bool IsCidr(std::string_view text);
+
+// IsIncusName accepts an Incus project or instance name as Warden allows
+// it: 1-63 of [A-Za-z0-9-], not starting or ending with '-', not all digits.
+// Nothing in such a name needs escaping in a URL or a log line.
+bool IsIncusName(std::string_view name);
 
 }  // namespace warden
