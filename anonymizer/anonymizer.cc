@@ -145,10 +145,12 @@ Sanitized Anonymizer::Anonymize(std::string_view text, TokenMap& tokens) const {
   size_t pos = 0;
   for (const Span& s : out.spans) {
     out.text.append(text.substr(pos, s.begin - pos));
+    size_t replaced_at = out.text.size();
     if (s.kind == Kind::kSecret)
       out.text.append(SecretPlaceholder(s.category));
     else
       out.text.append(tokens.Tokenize(TokenPrefix(s.category), text.substr(s.begin, s.length())));
+    out.output_ranges.emplace_back(replaced_at, out.text.size());
     ++out.counts[s.category];
     pos = s.end;
   }
@@ -158,6 +160,11 @@ Sanitized Anonymizer::Anonymize(std::string_view text, TokenMap& tokens) const {
 
 Result<std::unique_ptr<Anonymizer>> MakeAnonymizer(const AnonymizerConfig& options) {
   std::vector<Rule> rules = BuiltinRules(options.zones);
+  for (const std::string& name : options.disabled_rules) {
+    auto it = std::find_if(rules.begin(), rules.end(), [&](const Rule& r) { return r.name == name; });
+    if (it == rules.end()) return InvalidArgument("disabled_rules: no built-in rule is named \"" + name + "\"");
+    rules.erase(it);
+  }
   for (const AnonymizerPattern& p : options.patterns) {
     if (Status s = ValidatePattern(p.pattern); !s.ok()) return InvalidArgument("pattern " + p.name + ": " + s.message());
     Rule r;
@@ -178,6 +185,17 @@ Result<std::unique_ptr<Anonymizer>> MakeAnonymizer(const AnonymizerConfig& optio
   sources.push_back(std::make_unique<RuleEngine>(std::move(rules)));
   if (!terms.empty()) sources.push_back(MakeDictionarySource(terms));
   return std::make_unique<Anonymizer>(std::move(sources), options.keep);
+}
+
+size_t OutputOffset(const Sanitized& s, size_t input_offset) {
+  size_t in_pos = 0, out_pos = 0;  // the last point where input and output are known to align
+  for (size_t i = 0; i < s.spans.size(); ++i) {
+    if (s.spans[i].begin >= input_offset) break;
+    if (s.spans[i].end > input_offset) return s.output_ranges[i].first;
+    in_pos = s.spans[i].end;
+    out_pos = s.output_ranges[i].second;
+  }
+  return out_pos + (input_offset - in_pos);
 }
 
 std::unique_ptr<Anonymizer> MakeDefaultAnonymizer() { return std::move(MakeAnonymizer(AnonymizerConfig{}).value()); }

@@ -92,7 +92,14 @@ struct Sanitized {
   std::string text;
   std::map<std::string, int> counts;  // category -> spans replaced
   std::vector<Span> spans;            // the spans applied, on the input's offsets
+  // Where each applied span's replacement sits in `text` (parallel to spans).
+  std::vector<std::pair<size_t, size_t>> output_ranges;
 };
+
+// OutputOffset maps an offset of the input to the offset in `s.text` where
+// the input from there on begins. An offset inside a replaced span maps to
+// the start of its replacement.
+size_t OutputOffset(const Sanitized& s, size_t input_offset);
 
 class Anonymizer {
  public:
