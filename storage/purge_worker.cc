@@ -20,15 +20,15 @@ void PurgeWorker::Stop() {
 
 void PurgeWorker::Run() {
   for (;;) {
-    Result<int64_t> purged = store_.PurgeExpired(UnixMillis(clock_.Now()));
+    Result<PurgeResult> purged = store_.PurgeExpired(UnixMillis(clock_.Now()));
     if (!purged.ok())
       spdlog::error("purge: {}", purged.status().message());  // retried at the next pass
-    else if (purged.value() > 0)
-      spdlog::debug("purge: emptied {} output bodies", purged.value());
+    else if (purged.value().purged > 0)
+      spdlog::debug("purge: emptied {} output bodies, {} ms late", purged.value().purged, purged.value().lag_ms);
     std::unique_lock<std::mutex> lock(mu_);
     if (cv_.wait_for(lock, interval_, [this] { return stop_; })) break;
   }
-  if (Result<int64_t> last = store_.PurgeExpired(UnixMillis(clock_.Now())); !last.ok())
+  if (Result<PurgeResult> last = store_.PurgeExpired(UnixMillis(clock_.Now())); !last.ok())
     spdlog::error("purge at shutdown: {}", last.status().message());
 }
 

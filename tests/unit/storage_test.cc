@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <atomic>
+#include <thread>
+#include <vector>
 
 #include "core/clock.h"
 #include "storage/audit_store.h"
@@ -74,7 +77,7 @@ TEST_CASE("a database at schema version 1 is migrated, its rows kept") {
   }
   auto store = AuditStore::Open(db.string());
   REQUIRE(store.ok());
-  CHECK(Query(db, "PRAGMA user_version") == "2");
+  CHECK(Query(db, "PRAGMA user_version") == std::to_string(AuditStore::kSchemaVersion));
   CHECK(Query(db, "SELECT tool FROM tool_calls WHERE call_id='old'") == "git");
   warden::storage::CallFinish f;
   f.call_id = "old";
@@ -134,7 +137,9 @@ TEST_CASE("purge nulls expired bodies and keeps their hashes") {
   }
   auto purged = store->PurgeExpired(5000);
   REQUIRE(purged.ok());
-  CHECK(purged.value() == 1);
+  CHECK(purged.value().purged == 1);
+  CHECK(purged.value().lag_ms == 4900);  // due at 100, purged at 5000
+  CHECK(Query(db, "SELECT purged || ':' || lag_ms FROM purge_runs") == "1:4900");
   CHECK(Query(db, "SELECT output_anon FROM tool_calls WHERE call_id='old'") == "(null)");
   CHECK(Query(db, "SELECT output_sha256 FROM tool_calls WHERE call_id='old'") == "hash");
   CHECK(Query(db, "SELECT output_anon FROM tool_calls WHERE call_id='new'") == "body");
@@ -187,4 +192,116 @@ TEST_CASE("the purge worker empties expired bodies by the store's clock, and onc
   CHECK(Query(db, "SELECT output_anon FROM tool_calls WHERE call_id='late'") == "(null)");
   CHECK(Query(db, "SELECT output_sha256 FROM tool_calls WHERE call_id='late'") == "h");
   CHECK(Query(db, "SELECT purged_ms FROM tool_calls WHERE call_id='late'") == "6000");
+}
+
+TEST_CASE("concurrent writers share commits and every row lands; a failed write undoes only itself") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  auto store = std::move(AuditStore::Open(db.string()).value());
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0}, missing_refused{0};
+  for (int t = 0; t < 32; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 40; ++i) {
+        std::string id = std::to_string(t) + "-" + std::to_string(i);
+        if (!store->BeginCall({id, "s", "git", "t", "{}", i}).ok()) ++failures;
+        warden::storage::CallFinish f;
+        f.call_id = id;
+        f.status = "completed";
+        if (!store->FinishCall(f).ok()) ++failures;
+        f.call_id = "no-such-" + id;  // fails inside the batch of the others
+        if (store->FinishCall(f).code() == warden::Code::kInternal) ++missing_refused;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  CHECK(missing_refused == 32 * 40);
+  CHECK(Query(db, "SELECT COUNT(*) FROM tool_calls WHERE status='completed'") == "1280");
+  CHECK(Query(db, "PRAGMA integrity_check") == "ok");
+}
+
+TEST_CASE("a halt stays active until lifted, and the lift is recorded") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  auto store = std::move(AuditStore::Open(db.string()).value());
+  REQUIRE(store->ActiveHalt().ok());
+  CHECK_FALSE(store->ActiveHalt().value().has_value());
+  warden::storage::HaltRow h;
+  h.halted_ms = 10;
+  h.source = "inline";
+  h.call_id = "c9";
+  h.reason = "canary leak: the inline email canary";
+  REQUIRE(store->RecordHalt(h).ok());
+  auto active = store->ActiveHalt();
+  REQUIRE(active.ok());
+  REQUIRE(active.value().has_value());
+  CHECK(active.value()->reason == h.reason);
+  CHECK(active.value()->severity == "critical");
+  // A second store on the same file (another process, the CronJob) sees it.
+  auto other = std::move(AuditStore::Open(db.string()).value());
+  CHECK(other->ActiveHalt().value().has_value());
+  auto lifted = other->LiftHalts(20, "warden canary --reset");
+  REQUIRE(lifted.ok());
+  CHECK(lifted.value() == 1);
+  CHECK_FALSE(store->ActiveHalt().value().has_value());
+  CHECK(Query(db, "SELECT lifted_by FROM halts") == "warden canary --reset");
+}
+
+TEST_CASE("a database locked by another process fails writes with a clear error, then recovers") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  auto store = std::move(AuditStore::Open(db.string(), {100}).value());
+  sqlite3* locker;
+  REQUIRE(sqlite3_open(db.c_str(), &locker) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(locker, "BEGIN EXCLUSIVE", nullptr, nullptr, nullptr) == SQLITE_OK);
+  warden::Status locked = store->BeginCall({"c1", "s", "git", "t", "{}", 1});
+  CHECK(locked.code() == warden::Code::kUnavailable);
+  CHECK(locked.message().find("locked") != std::string::npos);
+  sqlite3_exec(locker, "COMMIT", nullptr, nullptr, nullptr);
+  sqlite3_close(locker);
+  CHECK(store->BeginCall({"c1", "s", "git", "t", "{}", 1}).ok());
+}
+
+TEST_CASE("stats gather latency, canaries, tools, ssh expiry and purge lag from the rows") {
+  TempDir d;
+  fs::path db = d.path / "audit.db";
+  auto store = std::move(AuditStore::Open(db.string()).value());
+  auto call = [&](const std::string& id, const std::string& tool, const std::string& status, int64_t anon_us,
+                  const std::string& canary, const std::string& details, int64_t duration_ms) {
+    REQUIRE(store->BeginCall({id, "s", tool, "t", "{}", 1000}).ok());
+    warden::storage::CallFinish f;
+    f.call_id = id;
+    f.status = status;
+    f.anonymize_us = anon_us;
+    f.canary = canary;
+    f.details_json = details;
+    f.duration_ms = duration_ms;
+    f.purge_after_ms = 2000;
+    f.output_anon = "x";
+    REQUIRE(store->FinishCall(f).ok());
+  };
+  call("a", "git", "completed", 100, "pass", "{}", 5);
+  call("b", "git", "failed", 0, "none", "{}", 5);
+  call("c", "ssh_run", "completed", 300, "pass", R"({"valid_after":"100","valid_before":"400"})", 285'000);
+  call("d", "ssh_run", "halted", 200, "leak", R"({"valid_after":"100","valid_before":"400"})", 30'000);
+  REQUIRE(store->RecordCanaryRun({1000, "startup", 16, 0, "[]"}).ok());
+  REQUIRE(store->PurgeExpired(2500).ok());
+  auto st = store->Stats(0);
+  REQUIRE(st.ok());
+  const auto& r = st.value();
+  CHECK(r.anonymize_us == std::vector<int64_t>{100, 300});
+  CHECK(r.canary_inline_pass == 2);
+  CHECK(r.canary_inline_leak == 1);
+  CHECK(r.canary_selftest_pass == 16);
+  REQUIRE(r.tools.size() == 2);
+  CHECK(r.tools[0].tool == "git");
+  CHECK(r.tools[0].errors == 1);
+  CHECK(r.tools[1].errors == 1);
+  REQUIRE(r.ssh_expiry_ratio.size() == 2);
+  CHECK(r.ssh_expiry_ratio.back() == Approx(0.95));
+  CHECK(r.purge_lag_max_ms == 500);
+  CHECK(r.bodies_pending == 0);
+  CHECK(r.escalated_calls == 4);
+  CHECK(r.local_calls == 0);
 }
