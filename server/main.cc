@@ -24,11 +24,14 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "server/mcp_server.h"
+#include "server/operator.h"
 #include "server/pipeline.h"
 #include "storage/audit_store.h"
 #include "storage/purge_worker.h"
 #include "sshca/ca.h"
 #include "tools/git_tool.h"
+#include "tools/incus_client.h"
+#include "tools/incus_tool.h"
 #include "tools/ssh_tool.h"
 
 namespace {
@@ -53,6 +56,17 @@ usage:
       (mode 0600, directory 0700); never overwrites. Prints the public key line.
   warden ca pubkey [--config FILE] [--state-dir DIR]
       Print the line to put in each target's sshd TrustedUserCAKeys file.
+  warden canary [--config FILE] [--state-dir DIR] [--reset]
+      Self-test: run every canary (one per rule family, fresh fake values)
+      through the configured pipeline; one line per canary; exit 0 only if all
+      pass. The run is recorded; a failure HALTS every Warden on this audit
+      database. --reset lifts a halt, only if the self-test passes.
+  warden stats [--config FILE] [--state-dir DIR] [--since DURATION] [--json | --prometheus]
+      Anonymization latency, canary pass rate, escalation ratio, ssh sessions
+      near certificate expiry, output-validation rejections, purge lag, calls
+      and errors per tool, with their alert thresholds (default --since 24h).
+  warden audit [--config FILE] [--state-dir DIR] [--since DURATION] [--tool NAME] [--json]
+      Recent tool calls, newest first (default --since 1h).
   warden --version
   warden --help
 
@@ -67,6 +81,10 @@ struct Args {
   std::string config;
   std::string state_dir;
   bool explain = false;
+  bool reset = false;
+  std::string format = "text";  // text | json | prometheus
+  std::string since;
+  std::string tool;
   std::string error;
 };
 
@@ -87,6 +105,11 @@ Args Parse(int argc, char** argv) {
     else if (s == "--config") value(&a.config);
     else if (s == "--state-dir") value(&a.state_dir);
     else if (s == "--explain") a.explain = true;
+    else if (s == "--reset") a.reset = true;
+    else if (s == "--json") a.format = "json";
+    else if (s == "--prometheus") a.format = "prometheus";
+    else if (s == "--since") value(&a.since);
+    else if (s == "--tool") value(&a.tool);
     else if (!s.empty() && s[0] != '-' && a.command.empty()) a.command = s;
     else if (!s.empty() && s[0] != '-' && a.command == "ca" && a.subcommand.empty()) a.subcommand = s;
     else a.error = "unknown argument: " + s;
@@ -111,6 +134,12 @@ warden::AnonymizerConfig AnonymizerFor(const warden::Config& c) {
   return a;
 }
 
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
 int CheckConfig(const Args& a) {
   if (a.config.empty()) {
     std::cerr << "warden check-config: --config FILE is required\n";
@@ -131,6 +160,9 @@ int CheckConfig(const Args& a) {
             << "  audit database: " << c.audit.database << " (output kept " << c.audit.retention_seconds << " s)\n"
             << "  git repositories: " << c.git.repos.size() << "\n";
   for (const auto& [name, path] : c.git.repos) std::cout << "    " << name << " -> " << path << "\n";
+  std::cout << "  incus: " << c.incus.server << ", projects: "
+            << (c.incus.projects.empty() ? std::string("none (incus tools off)") : JoinNames(c.incus.projects))
+            << "\n";
   std::cout << "  ssh hosts: " << c.ssh.hosts.size() << " (CA key " << c.ssh.ca_key << ")\n";
   for (const auto& [name, h] : c.ssh.hosts)
     std::cout << "    " << name << " -> " << h.user << "@" << h.address << ":" << h.port
@@ -199,10 +231,14 @@ int Anonymize(const Args& a) {
   return 0;
 }
 
+warden::Result<std::unique_ptr<warden::storage::AuditStore>> OpenAudit(const warden::Config& c) {
+  return warden::storage::AuditStore::Open(c.audit.database, {c.audit.busy_timeout_ms});
+}
+
 int Purge(const Args& a) {
   warden::ConfigLoad load = LoadOrExplain(a);
   if (!load.ok()) return 2;
-  auto audit = warden::storage::AuditStore::Open(load.config.audit.database);
+  auto audit = OpenAudit(load.config);
   if (!audit.ok()) {
     std::cerr << "warden purge: " << audit.status().message() << "\n";
     return 1;
@@ -213,7 +249,112 @@ int Purge(const Args& a) {
     std::cerr << "warden purge: " << purged.status().message() << "\n";
     return 1;
   }
-  std::cout << "purged " << purged.value() << " output bodies from " << load.config.audit.database << "\n";
+  std::cout << "purged " << purged.value().purged << " output bodies from " << load.config.audit.database << " in "
+            << purged.value().duration_us << " us";
+  if (purged.value().purged > 0) std::cout << "; the oldest was " << purged.value().lag_ms << " ms past its time";
+  std::cout << "\n";
+  return 0;
+}
+
+// Canary runs the self-test over the configured pipeline (and lifts a halt with --reset).
+int Canary(const Args& a) {
+  warden::ConfigLoad load = LoadOrExplain(a);
+  if (!load.ok()) return 2;
+  auto audit = OpenAudit(load.config);
+  if (!audit.ok()) {
+    std::cerr << "warden canary: " << audit.status().message() << "\n";
+    return 1;
+  }
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
+  if (!anonymizer.ok()) {
+    std::cerr << "warden canary: anonymizer: " << anonymizer.status().message() << "\n";
+    return 1;
+  }
+  warden::SystemClock clock;
+  warden::canary::Guard guard;
+  warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), load.config.output,
+                                    load.config.audit.retention_seconds, clock);
+  int failed = 0;
+  for (const warden::canary::Verdict& v : pipeline.SelfTest(a.reset ? "warden canary --reset" : "warden canary")) {
+    std::cout << (v.passed ? "PASS  " : "FAIL  ") << v.family << (v.passed ? "" : ": " + v.detail) << "\n";
+    failed += !v.passed;
+  }
+  std::cout << guard.catalog().size() - failed << " of " << guard.catalog().size() << " canaries redacted as expected\n";
+  if (failed > 0) {
+    std::cout << "HALTED: tool calls on " << load.config.audit.database << " are refused until the pipeline is fixed\n";
+    if (a.reset) std::cerr << "warden canary --reset: the self-test fails, so the halt stays\n";
+    return 1;
+  }
+  auto active = audit.value()->ActiveHalt();
+  if (!active.ok()) {
+    std::cerr << "warden canary: " << active.status().message() << "\n";
+    return 1;
+  }
+  if (active.value() && !a.reset) {
+    std::cout << "still HALTED since " << active.value()->halted_ms << " (" << active.value()->reason
+              << "); lift it with `warden canary --reset`\n";
+    return 1;
+  }
+  if (active.value()) {
+    auto lifted = audit.value()->LiftHalts(warden::UnixMillis(clock.Now()), "warden canary --reset");
+    if (!lifted.ok()) {
+      std::cerr << "warden canary --reset: " << lifted.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "lifted " << lifted.value() << " halt(s); tool calls are admitted again\n";
+  }
+  return 0;
+}
+
+int Stats(const Args& a) {
+  warden::ConfigLoad load = LoadOrExplain(a);
+  if (!load.ok()) return 2;
+  auto window = warden::server::ParseDurationMs(a.since.empty() ? "24h" : a.since);
+  if (!window.ok()) {
+    std::cerr << "warden stats: --since: " << window.status().message() << "\n";
+    return 2;
+  }
+  auto audit = OpenAudit(load.config);
+  if (!audit.ok()) {
+    std::cerr << "warden stats: " << audit.status().message() << "\n";
+    return 1;
+  }
+  warden::SystemClock clock;
+  int64_t now = warden::UnixMillis(clock.Now()), since = now - window.value();
+  auto rows = audit.value()->Stats(since);
+  if (!rows.ok()) {
+    std::cerr << "warden stats: " << rows.status().message() << "\n";
+    return 1;
+  }
+  boost::json::object stats = warden::server::StatsJson(rows.value(), since, now);
+  if (a.format == "json") std::cout << boost::json::serialize(stats) << "\n";
+  else if (a.format == "prometheus") std::cout << warden::server::StatsPrometheus(stats);
+  else std::cout << warden::server::StatsText(stats);
+  return 0;
+}
+
+int Audit(const Args& a) {
+  warden::ConfigLoad load = LoadOrExplain(a);
+  if (!load.ok()) return 2;
+  auto window = warden::server::ParseDurationMs(a.since.empty() ? "1h" : a.since);
+  if (!window.ok() || a.format == "prometheus") {
+    std::cerr << "warden audit: " << (window.ok() ? "--prometheus is for `warden stats`" : "--since: " + window.status().message())
+              << "\n";
+    return 2;
+  }
+  auto audit = OpenAudit(load.config);
+  if (!audit.ok()) {
+    std::cerr << "warden audit: " << audit.status().message() << "\n";
+    return 1;
+  }
+  warden::SystemClock clock;
+  auto rows = audit.value()->ListCalls(warden::UnixMillis(clock.Now()) - window.value(), a.tool, 1000);
+  if (!rows.ok()) {
+    std::cerr << "warden audit: " << rows.status().message() << "\n";
+    return 1;
+  }
+  if (a.format == "json") std::cout << boost::json::serialize(warden::server::AuditJson(rows.value())) << "\n";
+  else std::cout << warden::server::AuditTable(rows.value());
   return 0;
 }
 
@@ -243,9 +384,9 @@ int Serve(const Args& a) {
   int sfd = signalfd(-1, &mask, SFD_CLOEXEC);
   signal(SIGPIPE, SIG_IGN);
 
-  auto audit = warden::storage::AuditStore::Open(config.audit.database);
+  auto audit = OpenAudit(config);
   if (!audit.ok()) {
-    spdlog::critical("{}; Warden does not run without its audit store", audit.status().message());
+    spdlog::critical("{}; Warden does not run without its audit store (no unaudited access)", audit.status().message());
     return 1;
   }
   warden::SystemClock clock;
@@ -257,6 +398,21 @@ int Serve(const Args& a) {
   warden::canary::Guard guard;
   warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), config.output, config.audit.retention_seconds,
                                     clock);
+  // The self-test at every start: a pass lifts a recorded halt (the restart is the
+  // operator's action); a failure halts this server before its first call.
+  {
+    std::vector<warden::canary::Verdict> verdicts = pipeline.SelfTest("startup");
+    bool passed = std::all_of(verdicts.begin(), verdicts.end(), [](const auto& v) { return v.passed; });
+    if (passed) {
+      auto lifted = audit.value()->LiftHalts(warden::UnixMillis(clock.Now()), "restart with a passing self-test");
+      if (lifted.ok() && lifted.value() > 0)
+        spdlog::warn("lifted {} recorded halt(s): the canary self-test passes at this start", lifted.value());
+      else if (!lifted.ok())
+        spdlog::error("{}", lifted.status().message());
+    } else {
+      spdlog::critical("canary self-test FAILED at startup; every tool call is refused (see `warden canary`)");
+    }
+  }
   std::vector<std::unique_ptr<warden::tools::Tool>> tools;
   tools.push_back(std::make_unique<warden::tools::GitTool>(config.git));
   if (!config.ssh.hosts.empty()) {
@@ -269,6 +425,18 @@ int Serve(const Args& a) {
     spdlog::info("ssh CA {} loaded from {}; {} ssh host(s)", ca.value()->Fingerprint(), config.ssh.ca_key,
                  config.ssh.hosts.size());
     tools.push_back(std::make_unique<warden::tools::SshTool>(config.ssh, std::move(ca.value()), clock));
+  }
+  if (!config.incus.projects.empty()) {
+    // incus_exec and incus_list, confined to incus.projects; one client (and TLS context) for both.
+    auto client = warden::tools::incus::Client::Create(config.incus);
+    if (!client.ok()) {
+      spdlog::critical("incus: {}", client.status().message());
+      return 1;
+    }
+    std::shared_ptr<warden::tools::incus::Client> shared = std::move(client.value());
+    spdlog::info("incus server {}; projects {}", shared->Describe(), JoinNames(config.incus.projects));
+    tools.push_back(std::make_unique<warden::tools::IncusExecTool>(config.incus, shared));
+    tools.push_back(std::make_unique<warden::tools::IncusListTool>(config.incus, shared));
   }
   warden::server::McpServer server(config, std::move(tools), pipeline, *audit.value(), clock);
   spdlog::info("warden {} serving on stdio; session {}; config {}; audit {}", warden::server::kServerVersion,
@@ -307,6 +475,9 @@ int main(int argc, char** argv) {
   if (a.command == "anonymize") return Anonymize(a);
   if (a.command == "purge") return Purge(a);
   if (a.command == "ca") return Ca(a);
+  if (a.command == "canary") return Canary(a);
+  if (a.command == "stats") return Stats(a);
+  if (a.command == "audit") return Audit(a);
   std::cerr << "warden: unknown command \"" << a.command << "\"\n\n" << kUsage;
   return 2;
 }

@@ -1,6 +1,7 @@
 #include "server/pipeline.h"
 
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
 
 #include "server/envelope.h"
 
@@ -64,10 +65,52 @@ std::string Pipeline::SanitizeText(std::string_view text, anonymizer::TokenMap& 
   return DefuseEnvelopeTags(Neutralize(anonymizer_.Anonymize(RepairUtf8(text), tokens).text));
 }
 
+Status Pipeline::CheckHalt() {
+  std::lock_guard<std::mutex> lock(halt_mu_);
+  Result<std::optional<storage::HaltRow>> active = audit_.ActiveHalt();
+  if (!active.ok())
+    return Unavailable("the halt state could not be read from the audit database, so the call was refused (" +
+                       active.status().message() + ")");
+  if (active.value()) {
+    guard_.Halt(active.value()->reason);
+    return FailedPrecondition(canary::HaltMessage(active.value()->reason));
+  }
+  if (!guard_.Halted().ok() && !halt_unrecorded_) {
+    spdlog::warn("the halt was lifted in the audit database by an operator; tool calls are admitted again");
+    guard_.Lift();
+  }
+  return guard_.Halted();
+}
+
+void Pipeline::Halt(const std::string& reason, const std::string& source, const std::string& call_id) {
+  std::lock_guard<std::mutex> lock(halt_mu_);
+  guard_.Halt(reason);
+  spdlog::critical("HALT ({}): {}", source, reason);
+  storage::HaltRow row;
+  row.halted_ms = UnixMillis(clock_.Now());
+  row.source = source;
+  row.call_id = call_id;
+  row.reason = reason;
+  if (Result<int64_t> id = audit_.RecordHalt(row); !id.ok()) {
+    // Not recorded: the halt still holds in this process, until it restarts.
+    halt_unrecorded_ = true;
+    spdlog::critical("the halt could not be recorded: {}", id.status().message());
+  }
+}
+
 Status Pipeline::Begin(const CallInfo& call, anonymizer::TokenMap& tokens) {
-  if (Status halted = guard_.Halted(); !halted.ok()) return halted;
   storage::CallStart row{call.call_id, call.session_id, call.tool, call.target,
                          SanitizeText(json::serialize(call.arguments), tokens), UnixMillis(clock_.Now())};
+  if (Status halted = CheckHalt(); !halted.ok()) {
+    // The attempt is evidence too; a failure to record it changes nothing (the call is refused).
+    storage::CallFinish refused;
+    refused.call_id = call.call_id;
+    refused.finished_ms = row.started_ms;
+    refused.status = "refused";
+    refused.error = halted.message();
+    if (audit_.BeginCall(row).ok()) audit_.FinishCall(refused).ok();
+    return halted;
+  }
   if (Status s = audit_.BeginCall(row); !s.ok())
     return Unavailable("the audit row for this call could not be written, so the call was refused (" +
                        s.message() + ")");
@@ -78,8 +121,54 @@ json::object Pipeline::Refusal(const CallInfo& call, const Status& why, anonymiz
   return ErrorResult(call.tool + " refused: " + SanitizeText(why.message(), tokens));
 }
 
+std::string Pipeline::AnonymizeWithCanary(const std::string& text, const canary::Canary& canary,
+                                          anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
+                                          canary::Verdict* verdict) const {
+  // A blank line keeps the canary out of the output's last line; it still goes
+  // through every source of the anonymizer together with the output, so a
+  // layer that the output talks out of redacting misses the canary too.
+  std::string input = text;
+  input.append("\n\n");
+  const size_t at = input.size();
+  input.append(canary.text).append("\n");
+  anonymizer::Sanitized a = anonymizer_.Anonymize(input, tokens);
+  *verdict = canary::Verify(canary, at, a);
+  for (const anonymizer::Span& sp : a.spans)
+    if (sp.begin < text.size()) ++(*counts)[sp.category];
+  a.text.resize(anonymizer::OutputOffset(a, text.size()));
+  return std::move(a.text);
+}
+
+std::vector<canary::Verdict> Pipeline::SelfTest(const std::string& source) {
+  std::vector<canary::Verdict> verdicts;
+  json::array details;
+  int failed = 0;
+  for (const canary::Canary& c : guard_.catalog()) {
+    anonymizer::TokenMap tokens;
+    std::map<std::string, int> counts;
+    canary::Verdict v;
+    std::string out = AnonymizeWithCanary("warden canary self-test\n", c, tokens, &counts, &v);
+    if (v.passed && !guard_.Check(out).ok()) v = {c.family, false, "the value survived in the output"};
+    failed += !v.passed;
+    details.push_back(json::object{{"family", v.family}, {"passed", v.passed}, {"detail", v.detail}});
+    verdicts.push_back(std::move(v));
+  }
+  storage::CanaryRunRow run{UnixMillis(clock_.Now()), source, static_cast<int>(verdicts.size()) - failed, failed,
+                            json::serialize(details)};
+  if (Status s = audit_.RecordCanaryRun(run); !s.ok()) spdlog::error("canary self-test not recorded: {}", s.message());
+  if (failed > 0) {
+    std::string families;
+    for (const canary::Verdict& v : verdicts)
+      if (!v.passed) families += (families.empty() ? "" : ", ") + v.family;
+    Halt("canary self-test failed: " + std::to_string(failed) + " of " + std::to_string(verdicts.size()) +
+             " canaries not redacted as expected (" + families + ")",
+         source, "");
+  }
+  return verdicts;
+}
+
 Pipeline::Stream Pipeline::Prepare(const CapturedStream& raw, anonymizer::TokenMap& tokens,
-                                   std::map<std::string, int>* counts) const {
+                                   std::map<std::string, int>* counts, canary::Verdict* canary) const {
   Stream s;
   s.raw_bytes = raw.total;
   s.capped = raw.capped();
@@ -95,9 +184,7 @@ Pipeline::Stream Pipeline::Prepare(const CapturedStream& raw, anonymizer::TokenM
     size_t last_newline = bytes.rfind('\n');
     bytes = bytes.substr(0, last_newline == std::string_view::npos ? 0 : last_newline + 1);
   }
-  anonymizer::Sanitized a = anonymizer_.Anonymize(RepairUtf8(bytes), tokens);
-  for (const auto& [k, v] : a.counts) (*counts)[k] += v;
-  s.text = std::move(a.text);
+  s.text = AnonymizeWithCanary(RepairUtf8(bytes), guard_.Next(), tokens, counts, canary);
   return s;
 }
 
@@ -132,20 +219,31 @@ json::object Pipeline::Finish(const CallInfo& call, const Result<RawOutput>& out
 
   const RawOutput& raw = outcome.value();
   std::map<std::string, int> counts;
-  Stream out = Prepare(raw.out, tokens, &counts);
-  Stream err = Prepare(raw.err, tokens, &counts);
+  canary::Verdict out_canary{"", true, ""}, err_canary{"", true, ""};
+  auto a0 = std::chrono::steady_clock::now();
+  Stream out = Prepare(raw.out, tokens, &counts, &out_canary);
+  Stream err = Prepare(raw.err, tokens, &counts, &err_canary);
+  row.anonymize_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - a0).count();
+  row.canary = out.binary && err.binary ? "none" : "pass";
 
-  // Canary check on exactly what would leave, before anything is shaped for display.
-  for (const Stream* s : {&out, &err}) {
-    if (Status leak = guard_.Check(s->text); !leak.ok()) {
-      row.status = "halted";
-      row.error = leak.message();
-      std::string text = "Warden HALTED: " + leak.message() +
-                         ". No output is returned, and every later tool call is refused until an operator "
-                         "lifts the halt.";
-      if (Status st = finish_row(text); !st.ok()) return withheld(st);
-      return ErrorResult(text);
-    }
+  // The inline canaries, then a scan of exactly what would leave for any canary value,
+  // before anything is shaped for display. A miss halts Warden; nothing is returned.
+  std::string leak;
+  for (const canary::Verdict* v : {&out_canary, &err_canary})
+    if (!v->passed && leak.empty()) leak = "canary leak: the inline " + v->family + " canary: " + v->detail;
+  for (const Stream* s : {&out, &err})
+    if (Status st = guard_.Check(s->text); !st.ok() && leak.empty()) leak = st.message();
+  if (!leak.empty()) {
+    Halt(leak, "inline", call.call_id);
+    row.status = "halted";
+    row.canary = "leak";
+    row.error = leak;
+    std::string text = "Warden HALTED: " + leak +
+                       ". No output is returned, and every later tool call is refused until an operator "
+                       "lifts the halt.";
+    if (Status st = finish_row(text); !st.ok()) return withheld(st);
+    return ErrorResult(text);
   }
 
   // Shape for display: neutralize, defuse, and fit both streams into the response budget.

@@ -151,25 +151,119 @@ TEST_CASE("a capped stream loses its last partial line so no half secret leaks")
   CHECK(r.at("structuredContent").as_object().at("truncated") == true);
 }
 
-TEST_CASE("a leaked canary halts: no output now, every later call refused") {
+// A real layer 1 with one rule switched off through the config: the email canary leaks.
+std::unique_ptr<anonymizer::Anonymizer> WeakenedAnonymizer() {
+  AnonymizerConfig weak;
+  weak.disabled_rules = {"email"};
+  return std::move(anonymizer::MakeAnonymizer(weak).value());
+}
+
+std::vector<canary::Canary> Family(const std::string& family) {
+  std::vector<canary::Canary> one;
+  for (canary::Canary& c : canary::GenerateCatalog())
+    if (c.family == family) one.push_back(std::move(c));
+  return one;
+}
+
+TEST_CASE("an inline canary that is not redacted halts: no output now, every later call refused, recorded") {
   Fixture f;
-  // A canary of a family the layer-1 rules do not cover yet: it must pass, be seen, and halt.
-  canary::Guard guard(std::vector<canary::Canary>{{"api_key", "AKIACANARY0123456789"}});
-  server::Pipeline p(*f.anon, guard, *f.audit, f.output, 300, f.clock);
+  auto weak = WeakenedAnonymizer();
+  canary::Guard guard(Family("email"));
+  server::Pipeline p(*weak, guard, *f.audit, f.output, 300, f.clock);
   server::CallInfo c = f.Call("c-leak");
   REQUIRE(p.Begin(c, f.tokens).ok());
-  json::object r = p.Finish(c, Result<RawOutput>(Output("key AKIACANARY0123456789\n")), f.tokens);
+  json::object r = p.Finish(c, Result<RawOutput>(Output("ordinary output\n")), f.tokens);
   CHECK(r.at("isError") == true);
-  CHECK(Text(r).find("AKIACANARY") == std::string::npos);
   CHECK(Text(r).find("HALTED") != std::string::npos);
+  CHECK(Text(r).find("email canary") != std::string::npos);
+  CHECK(Text(r).find("ordinary output") == std::string::npos);  // no output at all
+  CHECK(Text(r).find(guard.catalog()[0].sensitive[0].value) == std::string::npos);
   CHECK(f.Column("c-leak", "status") == "halted");
-  CHECK(f.Column("c-leak", "output_anon").find("AKIACANARY") == std::string::npos);
+  CHECK(f.Column("c-leak", "canary") == "leak");
+  auto halt = f.audit->ActiveHalt();
+  REQUIRE(halt.ok());
+  REQUIRE(halt.value().has_value());
+  CHECK(halt.value()->severity == "critical");
+  CHECK(halt.value()->call_id == "c-leak");
 
   server::CallInfo next = f.Call("c-next");
   warden::Status s = p.Begin(next, f.tokens);
   CHECK(s.code() == Code::kFailedPrecondition);
   CHECK(s.message().find("HALTED") != std::string::npos);
-  CHECK(f.Column("c-next", "status") == "(no row)");  // refused before anything ran
+  CHECK(s.message().find("warden canary --reset") != std::string::npos);
+  CHECK(f.Column("c-next", "status") == "refused");  // refused before anything ran, and audited
+}
+
+TEST_CASE("a halt lifted in the database by an operator admits calls again; one recorded elsewhere stops them") {
+  Fixture f;
+  auto weak = WeakenedAnonymizer();
+  canary::Guard guard(Family("email"));
+  server::Pipeline p(*weak, guard, *f.audit, f.output, 300, f.clock);
+  server::CallInfo c = f.Call("c1");
+  REQUIRE(p.Begin(c, f.tokens).ok());
+  p.Finish(c, Result<RawOutput>(Output("x\n")), f.tokens);
+  REQUIRE_FALSE(p.CheckHalt().ok());
+  // `warden canary --reset` is another process with its own connection.
+  auto other = std::move(storage::AuditStore::Open((f.dir / "audit.db").string()).value());
+  REQUIRE(other->LiftHalts(1, "warden canary --reset").ok());
+  CHECK(p.CheckHalt().ok());
+  CHECK(f.pipeline->CheckHalt().ok());
+  storage::HaltRow h;
+  h.source = "self-test";
+  h.reason = "canary self-test failed";
+  REQUIRE(other->RecordHalt(h).ok());
+  CHECK(f.pipeline->CheckHalt().code() == Code::kFailedPrecondition);  // a healthy pipeline halts with the rest
+}
+
+TEST_CASE("inline canaries leave no trace in the result: not in the text, the counts or the audit body") {
+  Fixture f;
+  for (int i = 0; i < 40; ++i) {  // cycles through every family more than twice
+    json::object r = f.Run(Output("plain line " + std::to_string(i) + "\n"), "c" + std::to_string(i));
+    const json::object& sc = r.at("structuredContent").as_object();
+    CHECK(r.at("isError") == false);
+    CHECK(sc.at("redactions").as_object().empty());
+    std::string out(sc.at("stdout").as_string());
+    CHECK(out.find("plain line " + std::to_string(i) + "\n") != std::string::npos);
+    CHECK(out.find("REDACTED") == std::string::npos);
+    CHECK(out.find("canary") == std::string::npos);
+    CHECK(f.Column("c" + std::to_string(i), "canary") == "pass");
+  }
+  for (const canary::Canary& c : f.guard.catalog())
+    for (const canary::Sensitive& v : c.sensitive) CHECK(f.Column("c3", "output_anon").find(v.value) == std::string::npos);
+}
+
+TEST_CASE("output that runs into the canary (an unterminated key block) does not trip or expose it") {
+  Fixture f;
+  json::object r = f.Run(Output("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAAB3NzaC1yc2EAAAADAQABAAABAQ\n"));
+  std::string out(r.at("structuredContent").as_object().at("stdout").as_string());
+  CHECK(out.find("AAAAB3NzaC1yc2E") == std::string::npos);
+  CHECK_FALSE(f.pipeline->CheckHalt().code() == Code::kUnavailable);
+}
+
+TEST_CASE("the self-test passes for every freshly generated catalog on the built-in rules") {
+  Fixture f;
+  for (int round = 0; round < 300; ++round) {
+    canary::Guard guard;  // new random values each round
+    server::Pipeline p(*f.anon, guard, *f.audit, f.output, 300, f.clock);
+    for (const canary::Verdict& v : p.SelfTest("test")) {
+      INFO(v.family << ": " << v.detail << " in: " << [&] { for (auto& c : guard.catalog()) if (c.family == v.family) return c.text; return std::string(); }());
+      REQUIRE(v.passed);
+    }
+  }
+  CHECK(f.audit->ActiveHalt().value() == std::nullopt);
+}
+
+TEST_CASE("the self-test fails, names the family and halts when a rule is switched off") {
+  Fixture f;
+  auto weak = WeakenedAnonymizer();
+  canary::Guard guard;
+  server::Pipeline p(*weak, guard, *f.audit, f.output, 300, f.clock);
+  std::vector<std::string> failed;
+  for (const canary::Verdict& v : p.SelfTest("test"))
+    if (!v.passed) failed.push_back(v.family);
+  CHECK(failed == std::vector<std::string>{"email", "person"});  // the person canary has an address too
+  CHECK(p.CheckHalt().code() == Code::kFailedPrecondition);
+  CHECK(f.audit->ActiveHalt().value()->source == "test");
 }
 
 TEST_CASE("a tool refusal is an isError result and an audited refusal") {
