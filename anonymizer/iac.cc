@@ -57,9 +57,10 @@ class DictionarySource final : public SpanSource {
     for (const auto& [t, category] : all) {
       if (category_.count(t)) continue;
       category_[t] = category;
+      order_.push_back(t);
       alt += (alt.empty() ? "" : "|") + RE2::QuoteMeta(t);
     }
-    if (!alt.empty()) {
+    if (order_.size() > kLiteralTerms) {
       RE2::Options o;
       o.set_log_errors(false);
       o.set_max_mem(64 << 20);
@@ -68,24 +69,48 @@ class DictionarySource final : public SpanSource {
   }
 
   void Find(std::string_view text, std::vector<Span>* out) const override {
-    if (!re_) return;
-    re2::StringPiece input(text.data(), text.size()), m;
+    if (re_) {
+      re2::StringPiece input(text.data(), text.size()), m;
+      size_t pos = 0;
+      while (pos < text.size() && re_->Match(input, pos, text.size(), RE2::UNANCHORED, &m, 1))
+        pos = Accept(text, static_cast<size_t>(m.data() - input.data()), m.size(), out);
+      return;
+    }
+    // A few terms (the identifiers learned in one text, a small infra.yml): a
+    // literal search per term, with the alternation's leftmost-first order
+    // (earliest start, then the first term in order_), costs no compilation.
+    std::vector<size_t> next(order_.size(), 0);
+    std::vector<char> stale(order_.size(), 1);
     size_t pos = 0;
-    while (pos < text.size() && re_->Match(input, pos, text.size(), RE2::UNANCHORED, &m, 1)) {
-      size_t b = static_cast<size_t>(m.data() - input.data()), e = b + m.size();
-      pos = e > b ? e : e + 1;
-      // Whole words; '-' and '.' end a word, so "pro-dev" is found in "pro-dev-profile".
-      bool left = b == 0 || !IsWordByte(text[b - 1]);
-      bool right = e >= text.size() || !IsWordByte(text[e]);
-      if (!left || !right) {
-        pos = b + 1;
-        continue;
+    while (pos < text.size()) {
+      size_t best = std::string_view::npos, which = 0;
+      for (size_t i = 0; i < order_.size(); ++i) {
+        if (stale[i] || (next[i] != std::string_view::npos && next[i] < pos)) {
+          next[i] = text.find(order_[i], pos);
+          stale[i] = 0;
+        }
+        if (next[i] < best) best = next[i], which = i;
       }
-      out->push_back({b, e, Kind::kIdentifier, category_.at(std::string(m.data(), m.size())), "dictionary", 0});
+      if (best == std::string_view::npos) return;
+      pos = Accept(text, best, order_[which].size(), out);
     }
   }
 
  private:
+  static constexpr size_t kLiteralTerms = 64;
+
+  // Accept reports a whole-word occurrence at [b, b+n) and says where to search next.
+  size_t Accept(std::string_view text, size_t b, size_t n, std::vector<Span>* out) const {
+    size_t e = b + n;
+    // Whole words; '-' and '.' end a word, so "pro-dev" is found in "pro-dev-profile".
+    bool left = b == 0 || !IsWordByte(text[b - 1]);
+    bool right = e >= text.size() || !IsWordByte(text[e]);
+    if (!left || !right) return b + 1;
+    out->push_back({b, e, Kind::kIdentifier, category_.at(std::string(text.substr(b, n))), "dictionary", 0});
+    return e > b ? e : e + 1;
+  }
+
+  std::vector<std::string> order_;  // the terms in alternation order: longest first
   std::map<std::string, std::string> category_;
   std::unique_ptr<RE2> re_;
 };
