@@ -582,7 +582,7 @@ class Session {
       const json::object* meta = Object(op.if_contains("metadata"));
       const std::string id = meta ? StringField(*meta, "id") : "";
       if (id.empty()) throw Failure(Unavailable("no operation for the stop sweep"));
-      json::object done = co_await WaitOperation(id);
+      json::object done = co_await WaitOperation(id, "run the stop sweep");
       const std::optional<int> rc = ReturnOf(done);
       Note(rc == 0 ? "sweep: no marked process left"
                    : rc == 1 ? "sweep: marked processes remained after 5 rounds"
@@ -592,11 +592,13 @@ class Session {
     }
   }
 
-  awaitable<json::object> WaitOperation(const std::string& id) {
+  // WaitOperation waits for an operation's end (bounded by the abort
+  // deadline). A failed operation is an Incus error ("Command not found").
+  awaitable<json::object> WaitOperation(const std::string& id, const std::string& what) {
     const auto left = std::chrono::duration_cast<std::chrono::seconds>(abort_at_ - Steady::now()).count();
     const std::string target = "/1.0/operations/" + PercentEncode(id) + "/wait?timeout=" +
                                std::to_string(std::max<int64_t>(1, left)) + "&project=" + PercentEncode(project_);
-    json::object env = co_await Request(http::verb::get, target, "", "read the command's exit status");
+    json::object env = co_await Request(http::verb::get, target, "", what);
     const json::object* meta = Object(env.if_contains("metadata"));
     co_return meta ? *meta : json::object();
   }
@@ -614,7 +616,7 @@ class Session {
   awaitable<void> Finish() {
     json::object op;
     try {
-      op = co_await WaitOperation(operation_);
+      op = co_await WaitOperation(operation_, "run the command in " + project_ + "/" + instance_);
     } catch (const Failure& f) {
       if (!result_->killed) throw;
       Note("exit status unknown: " + f.status.message());

@@ -6,7 +6,7 @@
 #   2. incusd started when it does not answer (no systemd needed);
 #   3. a `dir` storage pool and default profile, a `busybox` image built locally
 #      (no image server is needed);
-#   4. projects `pro` and `perso` (the security domains of the tests) with
+#   4. https on 127.0.0.1:8443 (for the TLS tests) and projects `pro` and `perso` (the security domains of the tests) with
 #      containers pro/pro-dev (running), pro/pro-stopped (stopped) and
 #      perso/perso-dev (running).
 # Exit 0 when Incus is ready, 77 when this machine cannot have it (not root and
@@ -45,13 +45,15 @@ debian_mirror() {
   done
 }
 
+# incus-base has incusd and (through incus-client) the CLI; the `incus`
+# package would add VM support, i.e. qemu, which containers do not need.
 need=()
-command -v incus >/dev/null && [ -x /usr/libexec/incus/incusd ] || need+=(incus)
+command -v incus >/dev/null && [ -x /usr/libexec/incus/incusd ] || need+=(incus-base)
 [ -x /bin/busybox ] || need+=(busybox-static)
 if [ ${#need[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { log "no apt-get: cannot install ${need[*]}"; exit 77; }
   export DEBIAN_FRONTEND=noninteractive
-  if [[ " ${need[*]} " == *" incus "* ]] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  if [[ " ${need[*]} " == *" incus-base "* ]] && ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
     mirror=$(debian_mirror | head -n1)
     [ -n "$mirror" ] || { log "cannot find the Debian mirror in the apt sources"; exit 1; }
     log "adding bookworm-backports from $mirror"
@@ -116,4 +118,6 @@ ensure() {  # ensure PROJECT NAME running|stopped
 ensure pro pro-dev running
 ensure pro pro-stopped stopped
 ensure perso perso-dev running
+# The TLS tests reach the same daemon over https on loopback.
+[ -n "$($sudo incus config get core.https_address)" ] || $sudo incus config set core.https_address 127.0.0.1:8443
 log "ready: $($sudo incus list --all-projects -c ns -f csv | tr '\n' ' ')"
