@@ -4,6 +4,57 @@
 #include <cmath>
 
 namespace warden::anonymizer {
+namespace {
+
+struct CodeRange {
+  char32_t lo, hi;
+};
+#include "anonymizer/unicode_letters.inc"
+
+template <size_t N>
+bool InRanges(const CodeRange (&r)[N], char32_t c) {
+  size_t lo = 0, hi = N;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (r[mid].hi < c) lo = mid + 1;
+    else if (r[mid].lo > c) hi = mid;
+    else return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+bool IsUnicodeUpper(char32_t c) {
+  if (c < 0x80) return c >= 'A' && c <= 'Z';
+  return InRanges(kUpperRanges, c);
+}
+
+bool IsUnicodeLetter(char32_t c) {
+  if (c < 0x80) return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+  return InRanges(kLetterRanges, c);
+}
+
+size_t DecodeUtf8(std::string_view s, size_t i, char32_t* c) {
+  if (i >= s.size()) return 0;
+  unsigned char b = static_cast<unsigned char>(s[i]);
+  if (b < 0x80) {
+    *c = b;
+    return 1;
+  }
+  size_t n = (b & 0xE0) == 0xC0 ? 2 : (b & 0xF0) == 0xE0 ? 3 : (b & 0xF8) == 0xF0 ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  char32_t v = b & (0x7F >> n);
+  for (size_t k = 1; k < n; ++k) {
+    unsigned char x = static_cast<unsigned char>(s[i + k]);
+    if ((x & 0xC0) != 0x80) return 0;
+    v = (v << 6) | (x & 0x3F);
+  }
+  static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (v < kMin[n] || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return 0;  // overlong, too big, surrogate
+  *c = v;
+  return n;
+}
 
 std::string Lower(std::string_view s) {
   std::string out(s);

@@ -29,6 +29,12 @@ bool IsPlaceholderValue(std::string_view v);
 inline bool IsWordByte(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
+// IsUnicodeUpper / IsUnicodeLetter: RE2's \p{Lu} and \p{L}, without compiling them.
+bool IsUnicodeUpper(char32_t c);
+bool IsUnicodeLetter(char32_t c);
+// DecodeUtf8 reads the code point at s[i]: its length in bytes, or 0 when the
+// bytes there are not well-formed UTF-8.
+size_t DecodeUtf8(std::string_view s, size_t i, char32_t* c);
 // Lower returns an ASCII-lower-cased copy.
 std::string Lower(std::string_view s);
 

@@ -361,6 +361,50 @@ bool NameBeforeEmail(std::string_view t, size_t* b, size_t* e) {
   return line.find('@') != std::string_view::npos;
 }
 
+// NameEnd: where the person name (the kName pattern below, with RE2's \p{Lu}
+// and \p{L}) that starts at `b` ends when read greedily within [b, limit): two
+// to four words of an upper-case letter and one or more letters, ' ’ or -,
+// separated by single spaces. npos when fewer than two words are there.
+size_t NameEnd(std::string_view t, size_t b, size_t limit) {
+  t = t.substr(0, limit);
+  size_t i = b;
+  int words = 0;
+  char32_t c;
+  while (words < 4) {
+    size_t w = i;
+    if (words > 0) {
+      if (w >= t.size() || t[w] != ' ') break;
+      ++w;
+    }
+    size_t n = DecodeUtf8(t, w, &c);
+    if (n == 0 || !IsUnicodeUpper(c)) break;
+    size_t j = w + n, tail = 0;
+    while ((n = DecodeUtf8(t, j, &c)) != 0 && (IsUnicodeLetter(c) || c == '\'' || c == U'\u2019' || c == '-')) {
+      j += n;
+      ++tail;
+    }
+    if (tail == 0) break;
+    ++words;
+    i = j;
+  }
+  return words >= 2 ? i : std::string_view::npos;
+}
+
+// The person rules match names with byte-cheap classes (any non-ASCII character
+// stands for a letter) and these checks hold the candidate to the real ones:
+// compiling \p{L} into six rules cost more than the rest of the rule set.
+// A name followed by context (" <", a quote, a table bar, the line end) must be
+// a name as a whole; the context fixes the number of words, so the result is
+// what the \p{L} pattern finds.
+bool WholeName(std::string_view t, size_t* b, size_t* e) { return NameEnd(t, *b, *e) == *e; }
+// A name with nothing after it ("user.name=") is the longest name that starts there.
+bool LeadingName(std::string_view t, size_t* b, size_t* e) {
+  size_t end = NameEnd(t, *b, *e);
+  if (end == std::string_view::npos) return false;
+  *e = end;
+  return true;
+}
+
 bool Base64Shape(std::string_view t, size_t* b, size_t* e) {
   if (*e < t.size() && t[*e] == '.') return false;  // a segment of a dotted token (a JWT), not a value
   std::string_view v = t.substr(*b, *e - *b);
@@ -568,15 +612,21 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("sudo-user", "username", I, {"sudo:"}, R"(sudo:[ \t]+([A-Za-z0-9._\-]+)[ \t]+:)", UserCheck));
   r.push_back(R("shadow-user", "username", I, {"(?m)^[a-z_][a-z0-9_\\-]*:\\$"}, R"((?m)^([a-z_][a-z0-9_\-]*):\$)", UserCheck));
   // Person names in known contexts: commit trailers, "Name <email>", log fields, tables of people.
-  const std::string kName = R"(\p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){1,3})";
+  // kName is \p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){1,3}, held to it by WholeName/LeadingName.
+  const std::string kUpper = R"([A-Z\x{80}-\x{10FFFF}])", kTail = R"([A-Za-z\x{80}-\x{10FFFF}'\-]+)";
+  const std::string kName = kUpper + kTail + "(?:[ ]" + kUpper + kTail + "){1,3}";
   r.push_back(R("git-person", "person", I, {"author", "commit", "-by:"},
-                "(?:Author|Commit|Committer|Reported-by|Co-authored-by|Signed-off-by|Reviewed-by|Acked-by|Tested-by|Suggested-by|Helped-by):[ \\t]+(" + kName + ")[ \\t]+<"));
-  r.push_back(R("shortlog-person", "person", I, {"(?m)^[ \\t]*[0-9]+\\t[a-z]"}, "(?m)^[ \\t]*[0-9]+\\t(" + kName + ")(?:[ \\t]+<|$)"));
-  r.push_back(R("git-config-name", "person", I, {"user.name="}, "user\\.name=(" + kName + ")"));
+                "(?:Author|Commit|Committer|Reported-by|Co-authored-by|Signed-off-by|Reviewed-by|Acked-by|Tested-by|Suggested-by|Helped-by):[ \\t]+(" + kName + ")[ \\t]+<",
+                WholeName));
+  r.push_back(R("shortlog-person", "person", I, {"(?m)^[ \\t]*[0-9]+\\t[a-z]"}, "(?m)^[ \\t]*[0-9]+\\t(" + kName + ")(?:[ \\t]+<|$)",
+                WholeName));
+  r.push_back(R("git-config-name", "person", I, {"user.name="}, "user\\.name=(" + kName + ")", LeadingName));
   r.push_back(R("field-person", "person", I, {"name=", "holder=", "owner=", "customer="},
-                "(?:name|holder|full_name|fullname|owner|customer|customer_name)=[\"'](" + kName + ")[\"']"));
-  r.push_back(R("person-before-email", "person", I, {"[a-z][ \\t]+[<(][^>)\\s]+@"}, "(" + kName + ")[ \\t]+[<(][^>)\\s]+@"));
-  r.push_back(R("table-person", "person", I, {"\\|[ \\t]*[a-z][^|\\n]*\\|[^\\n]*@"}, "\\|[ \\t]*(" + kName + ")[ \\t]+\\|", NameBeforeEmail));
+                "(?:name|holder|full_name|fullname|owner|customer|customer_name)=[\"'](" + kName + ")[\"']", WholeName));
+  r.push_back(R("person-before-email", "person", I, {"[a-z][ \\t]+[<(][^>)\\s]+@"}, "(" + kName + ")[ \\t]+[<(][^>)\\s]+@",
+                WholeName));
+  r.push_back(R("table-person", "person", I, {"\\|[ \\t]*[a-z][^|\\n]*\\|[^\\n]*@"}, "\\|[ \\t]*(" + kName + ")[ \\t]+\\|",
+                [](std::string_view t, size_t* b, size_t* e) { return WholeName(t, b, e) && NameBeforeEmail(t, b, e); }));
   r.push_back(R("phone", "phone", I, {"\\+[0-9]{1,3}[ .\\-]?[(0-9][0-9 .\\-()]{6}", "0[1-9][ .\\-]?[0-9]{2}[ .\\-]?[0-9]{2}"},
                 R"((?:\+[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{1,4}(?:[ .\-]?[0-9]{2,4}){1,5}|0[1-9](?:[ .\-]?[0-9]{2}){4}))",
                 PhoneCheck));
