@@ -44,15 +44,18 @@ def make_repo(path, files):
 class Warden:
     """One running `warden serve`; lines from stdout are parsed and queued."""
 
-    def __init__(self, config_text="", extra_args=(), env=None):
+    def __init__(self, config_text="", extra_args=(), env=None, prefix=(), state=None, config=None):
         self.dir = tempfile.mkdtemp(prefix="warden-proto-")
-        self.state = os.path.join(self.dir, "state")
-        self.config = os.path.join(self.dir, "warden.yaml")
-        with open(self.config, "w") as f:
-            f.write(textwrap.dedent(config_text))
+        self.state = state or os.path.join(self.dir, "state")
+        self.config = config or os.path.join(self.dir, "warden.yaml")
+        if config is None:
+            with open(self.config, "w") as f:
+                f.write(textwrap.dedent(config_text))
         self.stderr_path = os.path.join(self.dir, "stderr.log")
         self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen([WARDEN, "serve", "--config", self.config, "--state-dir", self.state, *extra_args],
+        # `prefix` runs Warden under another command (e.g. in its own mount namespace).
+        self.proc = subprocess.Popen([*prefix, WARDEN, "serve", "--config", self.config, "--state-dir", self.state,
+                                      *extra_args],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                      env=dict(os.environ, **(env or {})))
         self.lines = queue.Queue()
@@ -60,6 +63,7 @@ class Warden:
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.next_id = 1
+        self.stash = {}  # id -> response that arrived while another was awaited
 
     def _read(self):
         for line in self.proc.stdout:
@@ -102,12 +106,18 @@ class Warden:
         return m
 
     def response(self, id, timeout=30, keep=None):
-        """Waits for the response to `id`; other messages go to `keep` (a list) if given."""
+        """Waits for the response to `id`; other messages go to `keep` (a list) if given.
+
+        Responses to other requests that arrive first are kept for their own response() call."""
+        if id in self.stash:
+            return self.stash.pop(id)
         deadline = time.monotonic() + timeout
         while True:
             m = self.next_message(timeout=max(0.1, deadline - time.monotonic()))
             if m.get("id") == id and ("result" in m or "error" in m):
                 return m
+            if isinstance(m.get("id"), int) and ("result" in m or "error" in m):
+                self.stash[m["id"]] = m
             if keep is not None:
                 keep.append(m)
 
@@ -166,6 +176,11 @@ def git_config(repos, **options):
     lines = ["git:"] + [f"  {k}: {v}" for k, v in options.items()] + ["  repos:"]
     lines += [f"    {name}: {path}" for name, path in repos.items()]
     return "\n".join(lines) + "\n"
+
+
+def warden_cli(*args, timeout=120):
+    """Runs a warden operator command (canary, stats, audit, purge); returns the CompletedProcess."""
+    return subprocess.run([WARDEN, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def text_of(result):
