@@ -440,8 +440,16 @@ constexpr Kind S = Kind::kSecret;
 constexpr Kind I = Kind::kIdentifier;
 
 // A vendor token: a literal prefix and a body; extended to the token boundary.
+// Keywords are matched case-insensitively; a rule whose pattern has the case
+// of its keyword ("AKIA", "Accepted") gates on that exact case, so "access"
+// does not wake the AC... Twilio rule.
+std::vector<std::string> ExactCase(std::vector<std::string> keywords) {
+  for (std::string& k : keywords) k = "(?-i:" + k + ")";
+  return keywords;
+}
+
 Rule Vendor(const char* name, const char* category, std::vector<std::string> keywords, std::string pattern) {
-  return R(name, category, S, std::move(keywords), std::move(pattern), ExtendToken, 1);
+  return R(name, category, S, ExactCase(std::move(keywords)), std::move(pattern), ExtendToken, 1);
 }
 
 }  // namespace
@@ -472,9 +480,9 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                      R"(gl(?:pat|rt|dt|ptt|cbt|ft|soat|imt|agent)-[A-Za-z0-9_\-]{20,})"));
   r.push_back(Vendor("gitlab-runner-registration", "api_token", {"GR1348941"}, R"(GR1348941[A-Za-z0-9_\-]{20,})"));
   r.push_back(Vendor("slack-token", "api_token", {"xox[abposr]-", "xapp-"}, R"((?:xox[abposr]-|xapp-)[A-Za-z0-9\-]{10,})"));
-  r.push_back(R("slack-webhook", "api_token", S, {"hooks\\.slack\\.com"},
+  r.push_back(R("slack-webhook", "api_token", S, ExactCase({"hooks\\.slack\\.com"}),
                 R"(hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]{20,}))", {}, 1));
-  r.push_back(R("discord-webhook", "api_token", S, {"discord"},
+  r.push_back(R("discord-webhook", "api_token", S, ExactCase({"discord"}),
                 R"(discord(?:app)?\.com/api/webhooks/([0-9]+/[A-Za-z0-9_\-]{20,}))", {}, 1));
   r.push_back(Vendor("stripe-key", "api_token", {"[sr]k_(?:live|test)_", "whsec_"},
                      R"((?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}))"));
@@ -504,7 +512,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(Vendor("heroku-token", "api_token", {"HRKU-"}, R"(HRKU-[A-Za-z0-9_\-]{40,})"));
   r.push_back(Vendor("databricks-token", "api_token", {"dapi"}, R"(dapi[a-f0-9]{32}(?:-\d)?)"));
   r.push_back(Vendor("jwt", "jwt", {"eyJ"}, R"(eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"));
-  r.push_back(R("healthchecks-url", "api_token", S, {"hc-ping\\.com"}, R"(hc-ping\.com/([0-9a-f\-]{36}))", {}, 1));
+  r.push_back(R("healthchecks-url", "api_token", S, ExactCase({"hc-ping\\.com"}), R"(hc-ping\.com/([0-9a-f\-]{36}))", {}, 1));
 
   // ---------------------------------------------------------------- contexts
   r.push_back(R("auth-header", "auth_header", S, {"authorization"},
@@ -527,15 +535,15 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                     return false;
                   return StripQuotes(t, b, e);
                 }));
-  r.push_back(R("sshpass", "password", S, {"sshpass"}, R"(sshpass[ \t]+-p[ \t]*('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
-  r.push_back(R("redis-cli-password", "password", S, {"redis-cli"}, R"(redis-cli\b[^\n]*?[ \t]-a[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))",
+  r.push_back(R("sshpass", "password", S, ExactCase({"sshpass"}), R"(sshpass[ \t]+-p[ \t]*('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
+  r.push_back(R("redis-cli-password", "password", S, ExactCase({"redis-cli"}), R"(redis-cli\b[^\n]*?[ \t]-a[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))",
                 StripQuotes));
   r.push_back(R("curl-user", "password", S, {"(?:-u|--user)[ \\t]+['\"]?[^\\s:'\"]+:"},
                 R"((?:^|[ \t])(?:-u|--user)[ \t]+['"]?[^\s:'"]+:([^\s'"]+))",
                 NotPlaceholder));
-  r.push_back(R("htpasswd-b", "password", S, {"htpasswd"},
+  r.push_back(R("htpasswd-b", "password", S, ExactCase({"htpasswd"}),
                 R"(htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
-  r.push_back(R("echo-sudo-S", "password", S, {"sudo"}, R"(echo[ \t]+('[^'\n]*'|"[^"\n]*"|\S+)[ \t]*\|[ \t]*sudo[ \t]+(?:-\S+[ \t]+)*-S)",
+  r.push_back(R("echo-sudo-S", "password", S, ExactCase({"sudo"}), R"(echo[ \t]+('[^'\n]*'|"[^"\n]*"|\S+)[ \t]*\|[ \t]*sudo[ \t]+(?:-\S+[ \t]+)*-S)",
                 StripQuotes));
   r.push_back(R("sql-identified-by", "password", S, {"identified"},
                 R"((?i)identified[ \t]+(?:with[ \t]+\S+[ \t]+)?by[ \t]+('[^'\n]*'|"[^"\n]*"))", StripQuotes));
@@ -563,7 +571,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("email", "email", I, {"[a-z0-9]@[a-z0-9]"},
                 R"([A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
                 NotAfterWord));
-  r.push_back(R("email-urlencoded", "email", I, {"%40"},
+  r.push_back(R("email-urlencoded", "email", I, ExactCase({"%40"}),
                 R"([A-Za-z0-9][A-Za-z0-9._+\-]*%40[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
                 NotAfterWord));
   r.push_back(R("ipv4", "ip", I, {"[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]"},
@@ -584,44 +592,44 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   }
   r.push_back(R("internal-hostname", "hostname", I, zone_keywords,
                 "(?i)(?:[a-z0-9][a-z0-9\\-]*\\.)+(?:" + zone_alt + ")", HostCheck));
-  r.push_back(R("mail-client-hostname", "hostname", I, {"client=", "from "},
+  r.push_back(R("mail-client-hostname", "hostname", I, ExactCase({"client=", "from "}),
                 R"((?:client=|from )([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)+)\[)",
                 UrlHostCheck));
   r.push_back(R("hosts-file-name", "hostname", I, {"(?m)^[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}[ \\t]+[a-z]"},
                 R"((?m)^(?:[0-9]{1,3}\.){3}[0-9]{1,3}[ \t]+([A-Za-z0-9][A-Za-z0-9.\-]*))", HostsFileLine));
-  r.push_back(R("anklume-bridge", "network", I, {"net-"}, R"((net-[a-z0-9][a-z0-9\-]*))", NotAfterWord));
+  r.push_back(R("anklume-bridge", "network", I, ExactCase({"net-"}), R"((net-[a-z0-9][a-z0-9\-]*))", NotAfterWord));
   r.push_back(R("incus-list-instance", "instance", I, {"running", "stopped", "frozen"},
                 R"(\|[ \t]*([A-Za-z0-9][A-Za-z0-9\-]*)[ \t]*\|[ \t]*(?:RUNNING|STOPPED|FROZEN|ERROR)[ \t]*\|)"));
   r.push_back(R("incus-info-name", "instance", I, {"(?m)^name:[ \\t]+[a-z0-9]"}, R"((?m)^Name:[ \t]+([A-Za-z0-9][A-Za-z0-9\-]*)$)"));
-  r.push_back(R("ansible-inventory-host", "instance", I, {"ansible_"},
+  r.push_back(R("ansible-inventory-host", "instance", I, ExactCase({"ansible_"}),
                 R"((?m)^([A-Za-z0-9][A-Za-z0-9.\-]*)[ \t]+ansible_)",
                 HostsFileName));
-  r.push_back(R("gcp-project-id", "project", I, {"project_id"}, R"re("project_id"[ \t]*:[ \t]*"([^"\n]+)")re"));
+  r.push_back(R("gcp-project-id", "project", I, ExactCase({"project_id"}), R"re("project_id"[ \t]*:[ \t]*"([^"\n]+)")re"));
   Rule runner = R("gitlab-runner-name", "instance", I, {"[[runners]]"}, R"re(\[\[runners\]\][ \t]*\r?\n[ \t]*name[ \t]*=[ \t]*"([^"\n]+)")re");
   runner.multiline = true;
   r.push_back(runner);
   Rule ssid = R("wifi-ssid", "ssid", I, {"access-points:"}, R"re(access-points:[ \t]*\r?\n[ \t]*"([^"\n]+)"[ \t]*:)re");
   ssid.multiline = true;
   r.push_back(ssid);
-  r.push_back(R("login-user", "username", I, {"(?:accepted|failed) [a-z\\-/]+ for "},
+  r.push_back(R("login-user", "username", I, ExactCase({"(?:Accepted|Failed) [a-z\\-/]+ for "}),
                 R"((?:Accepted|Failed) [a-z\-/]+ for (?:invalid user )?([A-Za-z0-9._\-]+) from)", UserCheck));
-  r.push_back(R("session-user", "username", I, {"for user"}, R"(session (?:opened|closed) for user ([A-Za-z0-9._\-]+))", UserCheck));
-  r.push_back(R("home-dir-user", "username", I, {"/home/"}, R"(/home/([a-z_][a-z0-9._\-]*))", UserCheck));
+  r.push_back(R("session-user", "username", I, ExactCase({"for user"}), R"(session (?:opened|closed) for user ([A-Za-z0-9._\-]+))", UserCheck));
+  r.push_back(R("home-dir-user", "username", I, ExactCase({"/home/"}), R"(/home/([a-z_][a-z0-9._\-]*))", UserCheck));
   r.push_back(R("env-user", "username", I, {"(?:user|logname|username)="},
                 R"((?m)(?:^|[\s,])(?:USER|LOGNAME|USERNAME|ansible_user|username|user)=([A-Za-z0-9._\-]+))", UserCheck));
-  r.push_back(R("sudo-user", "username", I, {"sudo:"}, R"(sudo:[ \t]+([A-Za-z0-9._\-]+)[ \t]+:)", UserCheck));
+  r.push_back(R("sudo-user", "username", I, ExactCase({"sudo:"}), R"(sudo:[ \t]+([A-Za-z0-9._\-]+)[ \t]+:)", UserCheck));
   r.push_back(R("shadow-user", "username", I, {"(?m)^[a-z_][a-z0-9_\\-]*:\\$"}, R"((?m)^([a-z_][a-z0-9_\-]*):\$)", UserCheck));
   // Person names in known contexts: commit trailers, "Name <email>", log fields, tables of people.
   // kName is \p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){1,3}, held to it by WholeName/LeadingName.
   const std::string kUpper = R"([A-Z\x{80}-\x{10FFFF}])", kTail = R"([A-Za-z\x{80}-\x{10FFFF}'\-]+)";
   const std::string kName = kUpper + kTail + "(?:[ ]" + kUpper + kTail + "){1,3}";
-  r.push_back(R("git-person", "person", I, {"author", "commit", "-by:"},
+  r.push_back(R("git-person", "person", I, ExactCase({"Author", "Commit", "-by:"}),
                 "(?:Author|Commit|Committer|Reported-by|Co-authored-by|Signed-off-by|Reviewed-by|Acked-by|Tested-by|Suggested-by|Helped-by):[ \\t]+(" + kName + ")[ \\t]+<",
                 WholeName));
   r.push_back(R("shortlog-person", "person", I, {"(?m)^[ \\t]*[0-9]+\\t[a-z]"}, "(?m)^[ \\t]*[0-9]+\\t(" + kName + ")(?:[ \\t]+<|$)",
                 WholeName));
-  r.push_back(R("git-config-name", "person", I, {"user.name="}, "user\\.name=(" + kName + ")", LeadingName));
-  r.push_back(R("field-person", "person", I, {"name=", "holder=", "owner=", "customer="},
+  r.push_back(R("git-config-name", "person", I, ExactCase({"user.name="}), "user\\.name=(" + kName + ")", LeadingName));
+  r.push_back(R("field-person", "person", I, ExactCase({"name=", "holder=", "owner=", "customer="}),
                 "(?:name|holder|full_name|fullname|owner|customer|customer_name)=[\"'](" + kName + ")[\"']", WholeName));
   r.push_back(R("person-before-email", "person", I, {"[a-z][ \\t]+[<(][^>)\\s]+@"}, "(" + kName + ")[ \\t]+[<(][^>)\\s]+@",
                 WholeName));
@@ -630,7 +638,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("phone", "phone", I, {"\\+[0-9]{1,3}[ .\\-]?[(0-9][0-9 .\\-()]{6}", "0[1-9][ .\\-]?[0-9]{2}[ .\\-]?[0-9]{2}"},
                 R"((?:\+[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{1,4}(?:[ .\-]?[0-9]{2,4}){1,5}|0[1-9](?:[ .\-]?[0-9]{2}){4}))",
                 PhoneCheck));
-  r.push_back(R("iban", "iban", I, {"[a-z]{2}[0-9]{2}[ ]?[a-z0-9]{4}[ ]?[a-z0-9]{4}"},
+  r.push_back(R("iban", "iban", I, ExactCase({"[A-Z]{2}[0-9]{2}[ ]?[A-Z0-9]{4}[ ]?[A-Z0-9]{4}"}),
                 R"([A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?)", IbanCheck));
   r.push_back(R("payment-card", "card", I, {"[0-9]{4}[ \\-]?[0-9]{4}[ \\-]?[0-9]{4}"},
                 R"([0-9](?:[ \-]?[0-9]){12,18})", CardCheck));
