@@ -4,6 +4,8 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <set>
 
 #include "anonymizer/checks.h"
@@ -60,6 +62,15 @@ class DictionarySource final : public SpanSource {
       order_.push_back(t);
       alt += (alt.empty() ? "" : "|") + RE2::QuoteMeta(t);
     }
+    for (size_t i = 0; i < order_.size(); ++i) {
+      const auto* u = reinterpret_cast<const unsigned char*>(order_[i].data());
+      by_first_byte_[u[0]].push_back(static_cast<uint32_t>(i));
+      for (unsigned second = 0; second < 256; ++second) {
+        if (order_[i].size() > 1 && second != u[1]) continue;
+        unsigned pair = u[0] << 8 | second;
+        pairs_[pair >> 6] |= uint64_t{1} << (pair & 63);
+      }
+    }
     if (order_.size() > kLiteralTerms) {
       RE2::Options o;
       o.set_log_errors(false);
@@ -76,23 +87,33 @@ class DictionarySource final : public SpanSource {
         pos = Accept(text, static_cast<size_t>(m.data() - input.data()), m.size(), out);
       return;
     }
-    // A few terms (the identifiers learned in one text, a small infra.yml): a
-    // literal search per term, with the alternation's leftmost-first order
-    // (earliest start, then the first term in order_), costs no compilation.
-    std::vector<size_t> next(order_.size(), 0);
-    std::vector<char> stale(order_.size(), 1);
+    // A few terms (the identifiers learned in one text, a small infra.yml): no
+    // compilation. Positions are tried in order and, at each, the terms that
+    // start with that byte in alternation order: the alternation's
+    // leftmost-first match (earliest start, then the longest term).
+    const unsigned char* t = reinterpret_cast<const unsigned char*>(text.data());
+    const size_t n = text.size();
     size_t pos = 0;
-    while (pos < text.size()) {
-      size_t best = std::string_view::npos, which = 0;
-      for (size_t i = 0; i < order_.size(); ++i) {
-        if (stale[i] || (next[i] != std::string_view::npos && next[i] < pos)) {
-          next[i] = text.find(order_[i], pos);
-          stale[i] = 0;
+    while (pos < n) {
+      size_t found = std::string_view::npos, len = 0;
+      for (size_t p = pos; p < n && found == std::string_view::npos; ++p) {
+        // Two bytes rule most positions out ("pro-dev" starts "pr"); a one-byte
+        // term, or the text's last byte, goes to the bucket directly.
+        for (unsigned pair = t[p]; p + 1 < n; ++p) {
+          pair = (pair << 8 | t[p + 1]) & 0xFFFF;
+          if (pairs_[pair >> 6] >> (pair & 63) & 1) break;
         }
-        if (next[i] < best) best = next[i], which = i;
+        for (uint32_t i : by_first_byte_[t[p]]) {
+          const std::string& term = order_[i];
+          if (term.size() <= n - p && std::memcmp(t + p, term.data(), term.size()) == 0) {
+            found = p;
+            len = term.size();
+            break;
+          }
+        }
       }
-      if (best == std::string_view::npos) return;
-      pos = Accept(text, best, order_[which].size(), out);
+      if (found == std::string_view::npos) return;
+      pos = Accept(text, found, len, out);
     }
   }
 
@@ -111,6 +132,8 @@ class DictionarySource final : public SpanSource {
   }
 
   std::vector<std::string> order_;  // the terms in alternation order: longest first
+  std::vector<uint32_t> by_first_byte_[256];  // indexes into order_, ascending
+  uint64_t pairs_[65536 / 64] = {};           // the first two bytes of the terms (any second byte for a 1-byte term)
   std::map<std::string, std::string> category_;
   std::unique_ptr<RE2> re_;
 };
