@@ -5,6 +5,7 @@
 #include <re2/re2.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <set>
 
@@ -84,8 +85,13 @@ size_t TokenMap::size() const {
 }
 
 std::vector<Span> ResolveSpans(std::vector<Span> spans) {
-  // Priority order decides who wins an overlap; the survivors are then put back in text order.
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) {
+  // Priority order decides who wins an overlap; the survivors are then put back
+  // in text order. Indexes are sorted, not the spans (each holds two strings).
+  std::vector<uint32_t> order(spans.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
+  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
+    const Span& a = spans[x];
+    const Span& b = spans[y];
     if (a.kind != b.kind) return a.kind == Kind::kSecret;
     if (a.priority != b.priority) return a.priority > b.priority;
     if (a.length() != b.length()) return a.length() > b.length();
@@ -93,16 +99,21 @@ std::vector<Span> ResolveSpans(std::vector<Span> spans) {
     return a.category < b.category;
   });
   std::map<size_t, size_t> taken;  // begin -> end of the spans kept so far, non-overlapping
-  std::vector<Span> kept;
-  for (Span& s : spans) {
+  std::vector<uint32_t> kept_index;
+  for (uint32_t i : order) {
+    const Span& s = spans[i];
     if (s.end <= s.begin) continue;
     auto next = taken.lower_bound(s.begin);  // first kept span starting at or after s.begin
     if (next != taken.end() && next->first < s.end) continue;
     if (next != taken.begin() && std::prev(next)->second > s.begin) continue;
     taken.emplace(s.begin, s.end);
-    kept.push_back(std::move(s));
+    kept_index.push_back(i);
   }
-  std::sort(kept.begin(), kept.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  // Kept spans do not overlap and are non-empty: their begins are distinct.
+  std::sort(kept_index.begin(), kept_index.end(), [&](uint32_t x, uint32_t y) { return spans[x].begin < spans[y].begin; });
+  std::vector<Span> kept;
+  kept.reserve(kept_index.size());
+  for (uint32_t i : kept_index) kept.push_back(std::move(spans[i]));
   return kept;
 }
 
