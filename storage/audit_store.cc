@@ -1,6 +1,7 @@
 #include "storage/audit_store.h"
 
 #include <fcntl.h>
+#include <spdlog/spdlog.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -128,7 +129,7 @@ Result<sqlite3*> Connect(const std::string& path, int busy_timeout_ms) {
   return db;
 }
 
-constexpr int kPurgeChunk = 5000;  // rows per purge transaction
+constexpr int kPurgeChunk = 1000;  // rows per purge transaction: tool calls wait at most one chunk
 
 }  // namespace
 
@@ -179,8 +180,40 @@ Result<std::unique_ptr<AuditStore>> AuditStore::Open(const std::string& path, St
   Result<sqlite3*> r = Connect(path, options.busy_timeout_ms);
   if (!r.ok()) return r.status();
   store->rdb_ = r.value();
+  Result<sqlite3*> c = Connect(path, options.busy_timeout_ms);
+  if (!c.ok()) return c.status();
+  store->cdb_ = c.value();
+  // Checkpoints (copying the WAL into the database, with an fsync) would stall
+  // every call waiting on the writer; the writer only signals, another thread
+  // checkpoints without blocking writers (PASSIVE).
+  sqlite3_wal_hook(db, &AuditStore::WalHook, store.get());
   store->writer_ = std::thread([s = store.get()] { s->WriterLoop(); });
+  store->checkpointer_ = std::thread([s = store.get()] { s->CheckpointLoop(); });
   return store;
+}
+
+int AuditStore::WalHook(void* self, sqlite3*, const char*, int pages) {
+  auto* store = static_cast<AuditStore*>(self);
+  if (pages >= kCheckpointPages) {
+    std::lock_guard<std::mutex> lock(store->mu_);
+    store->checkpoint_wanted_ = true;
+    store->cv_.notify_all();
+  }
+  return SQLITE_OK;
+}
+
+void AuditStore::CheckpointLoop() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_ || checkpoint_wanted_; });
+      if (stop_) return;
+      checkpoint_wanted_ = false;
+    }
+    int rc = sqlite3_wal_checkpoint_v2(cdb_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+      spdlog::warn("audit database {}: checkpoint: {}", path_, sqlite3_errmsg(cdb_));
+  }
 }
 
 AuditStore::~AuditStore() {
@@ -189,7 +222,10 @@ AuditStore::~AuditStore() {
     stop_ = true;
   }
   cv_.notify_all();
+  write_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  if (checkpointer_.joinable()) checkpointer_.join();
+  sqlite3_close_v2(cdb_);
   sqlite3_close_v2(rdb_);
   sqlite3_close_v2(wdb_);
 }
@@ -202,7 +238,7 @@ Status AuditStore::Submit(WriteFn fn) {
     queue_.push_back(Write{std::move(fn), {}});
     done = queue_.back().done.get_future();
   }
-  cv_.notify_one();
+  write_cv_.notify_one();
   return done.get();
 }
 
@@ -211,7 +247,7 @@ void AuditStore::WriterLoop() {
     std::deque<Write> batch;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      write_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
       if (queue_.empty()) return;  // stopping, nothing left
       batch.swap(queue_);
     }

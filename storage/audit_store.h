@@ -10,7 +10,8 @@
 // queueing on a lock, and each write returns once its transaction committed,
 // so a caller never acts on a row that is not in the database. Each write is
 // a savepoint: one failing write does not undo the others in its batch.
-// Reads use their own connection (WAL lets them run beside the writer).
+// Reads use their own connection (WAL lets them run beside the writer), and
+// so does a checkpointer thread, so no call waits for a checkpoint's fsync.
 //
 // Durability: WAL with synchronous=NORMAL: a committed row survives a crash of
 // the process (kill -9); an OS crash may lose the last transactions.
@@ -177,19 +178,26 @@ class AuditStore {
   // Submit queues `fn` for the writer thread and waits until its transaction ends.
   Status Submit(WriteFn fn);
   void WriterLoop();
+  void CheckpointLoop();
+  static int WalHook(void* self, sqlite3* db, const char* name, int pages);
+  static constexpr int kCheckpointPages = 1000;  // SQLite's own autocheckpoint size
   Status Error(sqlite3* db, const char* what) const;
 
   std::string path_;
   StoreOptions options_;
   sqlite3* wdb_ = nullptr;  // the writer thread's connection
   sqlite3* rdb_ = nullptr;  // reads, under read_mu_
+  sqlite3* cdb_ = nullptr;  // the checkpointer thread's connection
   std::mutex read_mu_;
 
   std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Write> queue_;  // GUARDED_BY(mu_)
-  bool stop_ = false;        // GUARDED_BY(mu_)
+  std::condition_variable write_cv_;     // the writer waits for writes
+  std::condition_variable cv_;           // the checkpointer waits for a full WAL
+  std::deque<Write> queue_;              // GUARDED_BY(mu_)
+  bool stop_ = false;                    // GUARDED_BY(mu_)
+  bool checkpoint_wanted_ = false;       // GUARDED_BY(mu_)
   std::thread writer_;
+  std::thread checkpointer_;
 };
 
 }  // namespace warden::storage
