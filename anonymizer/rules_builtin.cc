@@ -223,9 +223,22 @@ bool PemBody(std::string_view t, size_t* b, size_t* e) {
 }
 
 bool KeepIPv4(std::string_view ip) {
-  unsigned a, b, c, d;
-  std::string s(ip);
-  if (std::sscanf(s.c_str(), "%u.%u.%u.%u", &a, &b, &c, &d) != 4) return true;
+  // The rule's pattern gives four dotted decimal octets; anything else is kept.
+  unsigned octet[4] = {};
+  size_t n = 0, digits = 0;
+  for (char ch : ip) {
+    if (ch == '.') {
+      if (digits == 0 || ++n == 4) return true;
+      digits = 0;
+    } else if (ch >= '0' && ch <= '9' && digits < 3) {
+      octet[n] = octet[n] * 10 + static_cast<unsigned>(ch - '0');
+      ++digits;
+    } else {
+      return true;
+    }
+  }
+  if (n != 3 || digits == 0) return true;
+  unsigned a = octet[0], b = octet[1], c = octet[2], d = octet[3];
   if (a == 127 || (a == 0 && b == 0 && c == 0 && d == 0)) return true;  // loopback, unspecified
   if (a == 192 && b == 0 && c == 2) return true;                       // TEST-NET-1
   if (a == 198 && b == 51 && c == 100) return true;                    // TEST-NET-2
