@@ -400,12 +400,15 @@ class Session {
     }
   }
 
-  // Envelope parses an Incus answer: {"type": "sync"|"async"|"error", ...}.
+  // TransportError explains a failed connection or exchange: the watchdog's
+  // reason when it aborted the call, else the socket error.
   Status TransportError(const ErrorCode& ec, const std::string& what) const {
     if (abort_reason_) return *abort_reason_;
     return Unavailable("cannot " + what + ": the Incus server at " + client_.Describe() + ": " + ec.message());
   }
 
+  // Envelope parses an Incus answer, {"type": "sync"|"async"|"error", ...};
+  // an error answer becomes a Failure with the Incus error code's Status.
   json::object Envelope(const http::response<http::string_body>& res, const std::string& what) const {
     ErrorCode ec;
     json::value v = json::parse(res.body(), ec);
@@ -432,8 +435,7 @@ class Session {
   }
 
   void CloseAll() {
-    auto open = open_;  // a close may run a Tracked destructor later, never now; copy anyway
-    for (auto& [id, close] : open) close();
+    for (auto& [id, close] : open_) close();  // closing only fails pending operations later, on this thread
     for (auto& ws : ws_)
       if (ws) CloseLowest(beast::get_lowest_layer(*ws));
   }
