@@ -86,6 +86,40 @@ class Reader {
     *out = static_cast<T>(v);
   }
 
+  void Double(const YAML::Node& parent, const std::string& parent_key, const char* name, double* out, double lo,
+              double hi) {
+    YAML::Node n = parent[name];
+    if (!n.IsDefined() || n.IsNull()) return;
+    std::string key = Join(parent_key, name);
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v) || v != v) {
+      Error(n, key, "must be a number");
+      return;
+    }
+    if (v < lo || v > hi) {
+      Error(n, key, "must be between " + Num(lo) + " and " + Num(hi) + ", got " + n.Scalar());
+      return;
+    }
+    *out = v;
+  }
+
+  void Bool(const YAML::Node& parent, const std::string& parent_key, const char* name, bool* out) {
+    YAML::Node n = parent[name];
+    if (!n.IsDefined() || n.IsNull()) return;
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v)) {
+      Error(n, Join(parent_key, name), "must be true or false");
+      return;
+    }
+    *out = v;
+  }
+
+  static std::string Num(double v) {
+    std::ostringstream o;
+    o << v;
+    return o.str();
+  }
+
   void Str(const YAML::Node& parent, const std::string& parent_key, const char* name, std::string* out,
            const std::set<std::string>& allowed = {}) {
     YAML::Node n = parent[name];
@@ -398,10 +432,125 @@ bool IsIncusName(std::string_view name) {
   return !digits_only;
 }
 
+// Hex64 lower-cases a SHA-256 given as 64 hex digits (':' separators allowed); empty if it is not one.
+std::string Hex64(const std::string& in) {
+  std::string hex;
+  for (char ch : in)
+    if (ch != ':') hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+  if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return hex;
+}
+
+void ReadLayer2(Reader& r, const YAML::Node& s, AnonymizerConfig::Layer2* c) {
+  const std::string k = "anonymizer.layer2";
+  if (!r.Map(s, k, {"enabled", "on_unavailable", "chunk_bytes", "overlap_bytes", "max_redact_share",
+                    "min_span_bytes", "max_dropped_spans", "cache_entries"}))
+    return;
+  r.Bool(s, k, "enabled", &c->enabled);
+  r.Str(s, k, "on_unavailable", &c->on_unavailable, {"block", "regex_only"});
+  r.Int(s, k, "chunk_bytes", &c->chunk_bytes, 512, 1 << 20);
+  r.Int(s, k, "overlap_bytes", &c->overlap_bytes, 0, 1 << 18);
+  r.Double(s, k, "max_redact_share", &c->max_redact_share, 0.001, 1.0);
+  r.Int(s, k, "min_span_bytes", &c->min_span_bytes, 1, 1024);
+  r.Int(s, k, "max_dropped_spans", &c->max_dropped_spans, 0, 100000);
+  r.Int(s, k, "cache_entries", &c->cache_entries, 0, 1 << 20);
+  if (c->overlap_bytes * 2 > c->chunk_bytes)
+    r.Error(s["overlap_bytes"], k + ".overlap_bytes", "must be at most half of anonymizer.layer2.chunk_bytes");
+}
+
+// A file of the llm section: absolute, a regular file; `secret` ones mode 0600 or 0400.
+void LlmFile(Reader& r, const YAML::Node& s, const char* name, const fs::path& base, bool secret, std::string* out) {
+  const std::string key = std::string("llm.") + name;
+  r.Str(s, "llm", name, out);
+  if (out->empty()) return;
+  *out = Absolute(*out, base);
+  std::error_code ec;
+  fs::file_status st = fs::status(*out, ec);
+  if (ec || !fs::is_regular_file(st)) {
+    r.Error(s[name], key, "no such file: " + *out);
+    return;
+  }
+  if (secret && (st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.permissions() & fs::perms::mask));
+    r.Error(s[name], key, std::string(*out) + " has mode " + mode + "; a token file must be 0600 or 0400");
+  }
+}
+
+void ReadLlm(Reader& r, const YAML::Node& s, const fs::path& base, LlmConfig* c) {
+  const std::string k = "llm";
+  if (!r.Map(s, k, {"endpoint", "api", "model", "timeout_seconds", "connect_timeout_seconds", "max_concurrency",
+                    "bearer_token_file", "tls_ca_file", "tls_server_cert_sha256", "system_prompt_file",
+                    "system_prompt_sha256", "max_answer_bytes", "max_verbatim_bytes", "local_tools"}))
+    return;
+  c->configured = true;
+  for (const char* required : {"endpoint", "model"})
+    if (!s[required].IsDefined() || s[required].IsNull()) r.Error(s, k + "." + required, "is required");
+  r.Str(s, k, "endpoint", &c->endpoint);
+  if (!c->endpoint.empty()) {
+    // http(s)://host[:port]: the only address Warden's model client connects to.
+    static const RE2 kEndpoint(R"(^(https?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?/?$)");
+    std::string scheme, host, port;
+    if (!RE2::FullMatch(c->endpoint, kEndpoint, &scheme, &host, &port)) {
+      r.Error(s["endpoint"], k + ".endpoint",
+              "must be http://host:port or https://host:port, without a path (got \"" + c->endpoint + "\")");
+    } else {
+      c->https = scheme == "https";
+      if (host.front() == '[') host = host.substr(1, host.size() - 2);
+      c->host = host;
+      c->port = port.empty() ? (c->https ? 443 : 80) : std::stoi(port);
+      if (c->port < 1 || c->port > 65535) r.Error(s["endpoint"], k + ".endpoint", "the port must be 1 to 65535");
+    }
+  }
+  r.Str(s, k, "api", &c->api, {"ollama", "openai"});
+  r.Str(s, k, "model", &c->model);
+  if (s["model"].IsDefined() && !s["model"].IsNull() &&
+      (c->model.empty() || c->model.size() > 200 || !IsWord(c->model)))
+    r.Error(s["model"], k + ".model", "must be a model name such as qwen2.5:7b-instruct (no spaces)");
+  r.Int(s, k, "timeout_seconds", &c->timeout_seconds, 1, 3600);
+  r.Int(s, k, "connect_timeout_seconds", &c->connect_timeout_seconds, 1, 300);
+  r.Int(s, k, "max_concurrency", &c->max_concurrency, 1, 256);
+  r.Int(s, k, "max_answer_bytes", &c->max_answer_bytes, 256, 1 << 20);
+  r.Int(s, k, "max_verbatim_bytes", &c->max_verbatim_bytes, 16, 1 << 16);
+  r.Bool(s, k, "local_tools", &c->local_tools);
+  LlmFile(r, s, "bearer_token_file", base, true, &c->bearer_token_file);
+  LlmFile(r, s, "tls_ca_file", base, false, &c->tls_ca_file);
+  LlmFile(r, s, "system_prompt_file", base, false, &c->system_prompt_file);
+  std::string pin;
+  r.Str(s, k, "tls_server_cert_sha256", &pin);
+  if (!pin.empty()) {
+    c->tls_server_cert_sha256 = Hex64(pin);
+    if (c->tls_server_cert_sha256.empty())
+      r.Error(s["tls_server_cert_sha256"], k + ".tls_server_cert_sha256",
+              "must be the SHA-256 of the server certificate, 64 hex digits (openssl x509 -noout -fingerprint -sha256)");
+  }
+  const bool tls_given = !c->tls_ca_file.empty() || !c->tls_server_cert_sha256.empty();
+  if (!c->https && tls_given)
+    r.Error(s, k + ".endpoint", "tls_ca_file and tls_server_cert_sha256 are for an https endpoint");
+  if (c->https && !tls_given)
+    r.Error(s, k + ".endpoint",
+            "an https endpoint needs tls_ca_file (a CA to verify it against) or tls_server_cert_sha256 (its pinned "
+            "certificate)");
+  std::string prompt_sha;
+  r.Str(s, k, "system_prompt_sha256", &prompt_sha);
+  if (!prompt_sha.empty()) {
+    c->system_prompt_sha256 = Hex64(prompt_sha);
+    if (c->system_prompt_sha256.empty())
+      r.Error(s["system_prompt_sha256"], k + ".system_prompt_sha256",
+              "must be 64 hex digits (sha256sum of the prompt file)");
+  }
+  if (!c->system_prompt_file.empty() && prompt_sha.empty())
+    r.Error(s["system_prompt_file"], k + ".system_prompt_sha256",
+            "is required with system_prompt_file: the prompt is pinned by its SHA-256");
+  if (c->system_prompt_file.empty() && !c->system_prompt_sha256.empty())
+    r.Error(s["system_prompt_sha256"], k + ".system_prompt_sha256", "is only for system_prompt_file");
+}
+
 void ReadAnonymizer(Reader& r, const YAML::Node& s, const fs::path& base, AnonymizerConfig* c) {
   const std::string k = "anonymizer";
-  if (!r.Map(s, k, {"ip_mode", "zones", "infra_yml", "dictionary", "patterns", "keep", "disabled_rules"}))
+  if (!r.Map(s, k, {"ip_mode", "zones", "infra_yml", "dictionary", "patterns", "keep", "disabled_rules", "layer2"}))
     return;
+  if (YAML::Node l2 = s["layer2"]; l2.IsDefined() && !l2.IsNull()) ReadLayer2(r, l2, &c->layer2);
   r.Str(s, k, "ip_mode", &c->ip_mode, {"tokens", "prefix_preserving"});
   auto zone = [](const std::string& z) {
     return !z.empty() && z.front() != '.' && z.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789.-") == std::string::npos;
@@ -490,7 +639,7 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
 
   if (root.IsDefined() && !root.IsNull()) {
     try {
-      if (r.Map(root, "", {"state_dir", "server", "output", "audit", "git", "ssh", "incus", "anonymizer"})) {
+      if (r.Map(root, "", {"state_dir", "server", "output", "audit", "git", "ssh", "incus", "anonymizer", "llm"})) {
         r.Str(root, "", "state_dir", &c.state_dir);
         if (YAML::Node s = root["server"]; s.IsDefined() && !s.IsNull() &&
                                            r.Map(s, "server", {"max_concurrent_calls", "max_message_bytes",
@@ -554,6 +703,10 @@ ConfigLoad LoadConfig(const std::string& path, const std::string& state_dir_over
         if (YAML::Node s = root["ssh"]; s.IsDefined() && !s.IsNull()) ReadSsh(r, s, base, &c.ssh);
         if (YAML::Node s = root["incus"]; s.IsDefined() && !s.IsNull()) ReadIncus(r, s, base, &c.incus);
         if (YAML::Node s = root["anonymizer"]; s.IsDefined() && !s.IsNull()) ReadAnonymizer(r, s, base, &c.anonymizer);
+        if (YAML::Node s = root["llm"]; s.IsDefined() && !s.IsNull()) ReadLlm(r, s, base, &c.llm);
+        if (c.anonymizer.layer2.enabled && !c.llm.configured)
+          r.Error(root["anonymizer"]["layer2"]["enabled"], "anonymizer.layer2.enabled",
+                  "layer 2 needs a local model: add the llm section (endpoint, model)");
       }
     } catch (const YAML::Exception& e) {
       r.Error(YAML::Node(), "", std::string("invalid config: ") + e.what());

@@ -105,6 +105,42 @@ struct AnonymizerConfig {
   // Built-in rules switched off by name (for a false positive the operator accepts).
   // The canaries prove what that costs: a disabled rule that a canary needs fails the self-test.
   std::vector<std::string> disabled_rules;
+  // Layer 2: the local-LLM span classifier (needs the llm section). It runs
+  // after layer 1 on every tool output; see anonymizer/layer2.h.
+  struct Layer2 {
+    bool enabled = false;
+    std::string on_unavailable = "block";  // block: the call fails closed | regex_only: layer 1 alone, audited
+    uint64_t chunk_bytes = 6000;           // text per model request
+    uint64_t overlap_bytes = 400;          // shared by consecutive chunks (a span across a cut is seen whole)
+    double max_redact_share = 0.25;        // a span whose occurrences cover more of the text is dropped
+    uint64_t min_span_bytes = 3;           // shorter spans are dropped
+    int max_dropped_spans = 8;             // more dropped spans in one call open the circuit breaker
+    int cache_entries = 4096;              // chunk results kept for the session, by content hash
+  } layer2;
+};
+
+// LlmConfig: the local model server (Ollama, or an OpenAI-compatible server
+// such as llama.cpp's, vLLM or LM Studio) used by layer 2 and the local_*
+// tools. Warden connects to this endpoint only, and follows no redirect.
+struct LlmConfig {
+  bool configured = false;                   // the section is present
+  std::string endpoint;                      // "http(s)://host[:port]", no path
+  bool https = false;
+  std::string host;
+  int port = 0;
+  std::string api = "ollama";                // ollama (/api/chat) | openai (/v1/chat/completions)
+  std::string model;
+  int timeout_seconds = 60;                  // one request, connect to last byte
+  int connect_timeout_seconds = 5;
+  int max_concurrency = 2;                   // requests in flight at once, all callers together
+  std::string bearer_token_file;             // the token in a file (mode 0600 or 0400), never inline
+  std::string tls_ca_file;                   // https: verify the server's chain and name against this CA
+  std::string tls_server_cert_sha256;        // https: or pin the server's certificate (64 hex digits)
+  std::string system_prompt_file;            // layer 2's system prompt; default: compiled in
+  std::string system_prompt_sha256;          // required with system_prompt_file (64 hex digits)
+  uint64_t max_answer_bytes = 8192;          // local_analyze answers; code tasks get 4x
+  uint64_t max_verbatim_bytes = 64;          // a run of raw input this long copied into an answer is blocked
+  bool local_tools = true;                   // register local_analyze, local_generate, ... 
 };
 
 struct Config {
@@ -117,6 +153,7 @@ struct Config {
   SshConfig ssh;
   IncusConfig incus;
   AnonymizerConfig anonymizer;
+  LlmConfig llm;
 };
 
 struct ConfigError {
