@@ -84,7 +84,53 @@ size_t TokenMap::size() const {
   return reverse_.size();
 }
 
+namespace {
+// MergeSecrets turns each group of overlapping secret spans into one span over
+// their union, named by its best member (priority, then length). A secret rule
+// that wins an overlap must not un-redact what another secret rule found: a
+// base64 rule that takes the first 12 characters of a password would otherwise
+// leave the rest of it in the clear.
+void MergeSecrets(std::vector<Span>* spans) {
+  std::vector<uint32_t> secrets;
+  for (size_t i = 0; i < spans->size(); ++i)
+    if ((*spans)[i].kind == Kind::kSecret && (*spans)[i].end > (*spans)[i].begin) secrets.push_back(static_cast<uint32_t>(i));
+  if (secrets.size() < 2) return;
+  std::sort(secrets.begin(), secrets.end(), [&](uint32_t x, uint32_t y) { return (*spans)[x].begin < (*spans)[y].begin; });
+  std::vector<bool> drop(spans->size(), false);
+  std::vector<Span> merged;
+  for (size_t i = 0; i < secrets.size();) {
+    size_t j = i + 1;
+    size_t end = (*spans)[secrets[i]].end;
+    uint32_t best = secrets[i];
+    for (; j < secrets.size() && (*spans)[secrets[j]].begin < end; ++j) {
+      const Span& s = (*spans)[secrets[j]];
+      end = std::max(end, s.end);
+      const Span& b = (*spans)[best];
+      if (s.priority > b.priority || (s.priority == b.priority && s.length() > b.length())) best = secrets[j];
+    }
+    if (j - i > 1) {
+      Span u = (*spans)[best];
+      u.begin = (*spans)[secrets[i]].begin;
+      u.end = end;
+      for (size_t k = i; k < j; ++k) drop[secrets[k]] = true;
+      merged.push_back(std::move(u));
+    }
+    i = j;
+  }
+  if (merged.empty()) return;
+  size_t w = 0;
+  for (size_t i = 0; i < spans->size(); ++i) {
+    if (drop[i]) continue;
+    if (w != i) (*spans)[w] = std::move((*spans)[i]);  // never move a span onto itself
+    ++w;
+  }
+  spans->resize(w);
+  for (Span& m : merged) spans->push_back(std::move(m));
+}
+}  // namespace
+
 std::vector<Span> ResolveSpans(std::vector<Span> spans) {
+  MergeSecrets(&spans);
   // Priority order decides who wins an overlap; the survivors are then put back
   // in text order. Indexes are sorted, not the spans (each holds two strings).
   std::vector<uint32_t> order(spans.size());
@@ -122,7 +168,57 @@ Anonymizer::Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources, std::ve
   std::sort(keep_.begin(), keep_.end());
 }
 
+void StageReport::Merge(const StageReport& o) {
+  if (!o.ran) return;
+  ran = true;
+  if (mode.empty() || o.mode == "regex_only") mode = o.mode;
+  if (error.empty()) error = o.error;
+  chunks += o.chunks;
+  cache_hits += o.cache_hits;
+  model_calls += o.model_calls;
+  spans += o.spans;
+  for (const auto& [k, v] : o.dropped) dropped[k] += v;
+  model_ms += o.model_ms;
+  tokens_in += o.tokens_in;
+  tokens_out += o.tokens_out;
+  stage_us += o.stage_us;
+  if (model.empty()) model = o.model;
+  if (breaker.empty()) breaker = o.breaker;
+}
+
 Sanitized Anonymizer::Anonymize(std::string_view text, TokenMap& tokens) const {
+  return Rewrite(text, FindLayer1(text), tokens);
+}
+
+Result<Sanitized> Anonymizer::AnonymizeChecked(std::string_view text, TokenMap& tokens, StageReport* report) const {
+  std::vector<Span> found = FindLayer1(text);
+  if (!stage_) return Rewrite(text, std::move(found), tokens);
+  std::vector<Span> layer1 = ResolveSpans(std::move(found));
+  std::vector<Span> extra;
+  StageReport local;
+  Status s = stage_->Find(text, layer1, &extra, report ? report : &local);
+  if (!s.ok()) return s;
+  DropKept(text, &extra);
+  layer1.insert(layer1.end(), std::make_move_iterator(extra.begin()), std::make_move_iterator(extra.end()));
+  return Rewrite(text, std::move(layer1), tokens);
+}
+
+void Anonymizer::DropKept(std::string_view text, std::vector<Span>* found) const {
+  if (keep_.empty()) return;
+  // A kept term is never replaced, nor is any part of it.
+  std::vector<std::pair<size_t, size_t>> kept;
+  for (const std::string& k : keep_)
+    for (size_t p = text.find(k); p != std::string_view::npos; p = text.find(k, p + 1)) kept.emplace_back(p, p + k.size());
+  found->erase(std::remove_if(found->begin(), found->end(),
+                              [&](const Span& sp) {
+                                for (const auto& [b, e] : kept)
+                                  if (sp.begin < e && b < sp.end) return true;
+                                return false;
+                              }),
+               found->end());
+}
+
+std::vector<Span> Anonymizer::FindLayer1(std::string_view text) const {
   std::vector<Span> found;
   for (const auto& source : sources_) source->Find(text, &found);
   // An identifier found in one context (a user after "Accepted publickey for")
@@ -137,19 +233,11 @@ Sanitized Anonymizer::Anonymize(std::string_view text, TokenMap& tokens) const {
     if (v.find('\n') == std::string::npos) learned[sp.category].push_back(std::move(v));
   }
   if (!learned.empty()) MakeDictionarySource(learned)->Find(text, &found);
-  if (!keep_.empty()) {
-    // A kept term is never replaced, nor is any part of it.
-    std::vector<std::pair<size_t, size_t>> kept;
-    for (const std::string& k : keep_)
-      for (size_t p = text.find(k); p != std::string_view::npos; p = text.find(k, p + 1)) kept.emplace_back(p, p + k.size());
-    found.erase(std::remove_if(found.begin(), found.end(),
-                               [&](const Span& sp) {
-                                 for (const auto& [b, e] : kept)
-                                   if (sp.begin < e && b < sp.end) return true;
-                                 return false;
-                               }),
-                found.end());
-  }
+  DropKept(text, &found);
+  return found;
+}
+
+Sanitized Anonymizer::Rewrite(std::string_view text, std::vector<Span> found, TokenMap& tokens) const {
   Sanitized out;
   out.spans = ResolveSpans(std::move(found));
   out.text.reserve(text.size());

@@ -88,6 +88,33 @@ class SpanSource {
   virtual void Find(std::string_view text, std::vector<Span>* out) const = 0;
 };
 
+// StageReport: what a second stage (layer 2) did for one Anonymize call, for
+// the audit row. Counts and timings only, never text.
+struct StageReport {
+  bool ran = false;           // a second stage is configured and was asked
+  std::string mode;           // "layer2" | "regex_only" (layer 2 unavailable, layer 1 alone by config)
+  std::string error;          // why layer 2 gave no answer (empty when it did)
+  int chunks = 0, cache_hits = 0, model_calls = 0, spans = 0;
+  std::map<std::string, int> dropped;  // reason -> spans of the model that were not used
+  int64_t model_ms = 0;       // summed over the model requests
+  int64_t tokens_in = 0, tokens_out = 0;
+  int64_t stage_us = 0;       // wall time in the stage, model requests included
+  std::string model;
+  std::string breaker;        // set when this call opened the circuit breaker: the reason
+  void Merge(const StageReport& o);
+};
+
+// SecondStage runs after layer 1 and sees its spans: layer 2, the local-LLM
+// span classifier (anonymizer/layer2.h). Thread safe (const).
+class SecondStage {
+ public:
+  virtual ~SecondStage() = default;
+  // Find adds spans on `text` (offsets into `text`). `layer1` are layer 1's
+  // resolved spans. An error means the text must not leave (fail closed).
+  virtual Status Find(std::string_view text, const std::vector<Span>& layer1, std::vector<Span>* out,
+                      StageReport* report) const = 0;
+};
+
 struct Sanitized {
   std::string text;
   std::map<std::string, int> counts;  // category -> spans replaced
@@ -104,16 +131,32 @@ size_t OutputOffset(const Sanitized& s, size_t input_offset);
 class Anonymizer {
  public:
   explicit Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources, std::vector<std::string> keep = {});
-  // Anonymize rewrites `text` once with the resolved spans of all sources.
+  // Anonymize rewrites `text` once with the resolved spans of all sources
+  // (layer 1 only: for Warden's own messages, arguments and targets).
   Sanitized Anonymize(std::string_view text, TokenMap& tokens) const;
+  // AnonymizeChecked is Anonymize with the second stage (layer 2) when one is
+  // set: its spans join layer 1's before the one rewrite. It fails when the
+  // stage does (layer 2 unavailable and `on_unavailable: block`, or its
+  // circuit breaker open): nothing of `text` may leave then. `report` may be null.
+  Result<Sanitized> AnonymizeChecked(std::string_view text, TokenMap& tokens, StageReport* report = nullptr) const;
+  // SetSecondStage installs layer 2; call it before the anonymizer is shared.
+  void SetSecondStage(std::shared_ptr<const SecondStage> stage) { stage_ = std::move(stage); }
+  bool has_second_stage() const { return stage_ != nullptr; }
 
  private:
+  std::vector<Span> FindLayer1(std::string_view text) const;  // unresolved, kept terms dropped
+  void DropKept(std::string_view text, std::vector<Span>* spans) const;
+  Sanitized Rewrite(std::string_view text, std::vector<Span> spans, TokenMap& tokens) const;
+
   std::vector<std::unique_ptr<SpanSource>> sources_;
   std::vector<std::string> keep_;  // sorted
+  std::shared_ptr<const SecondStage> stage_;
 };
 
-// ResolveSpans sorts and drops overlapping spans: secrets beat identifiers,
-// then higher priority, then longer, then earlier. Exposed for tests.
+// ResolveSpans merges overlapping secret spans into one over their union (no
+// secret rule un-redacts another's find), then sorts and drops overlapping
+// spans: secrets beat identifiers, then higher priority, then longer, then
+// earlier. Exposed for tests.
 std::vector<Span> ResolveSpans(std::vector<Span> spans);
 
 // MakeAnonymizer builds layer 1 (built-in rules, operator patterns, the

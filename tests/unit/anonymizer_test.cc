@@ -90,6 +90,21 @@ TEST_CASE("overlaps resolve once: secrets beat identifiers, longer beats shorter
   CHECK(kept[2].rule == "e");  // 21-30 is longer than 20-25
 }
 
+TEST_CASE("overlapping secrets are redacted over their union, named by the stronger rule") {
+  std::vector<Span> spans = {{12, 24, Kind::kSecret, "auth_header", "base64-decoded", 2},
+                             {12, 27, Kind::kSecret, "password", "keyvalue-secret", 0},
+                             {30, 40, Kind::kSecret, "password", "other", 0},
+                             {26, 32, Kind::kIdentifier, "ip", "ip"}};
+  std::vector<Span> kept = ResolveSpans(spans);
+  REQUIRE(kept.size() == 2);
+  CHECK(kept[0].begin == 12);
+  CHECK(kept[0].end == 27);  // the base64 rule won, but the whole password stays covered
+  CHECK(kept[0].rule == "base64-decoded");
+  CHECK(kept[1].rule == "other");
+  // The case the canary self-test found: a password whose first 12 characters decode as "x:y".
+  CHECK(Run("DB_PASSWORD=wK0rRzpD4KWJ!41") == "DB_PASSWORD=[AUTH_REDACTED]");
+}
+
 TEST_CASE("detokenize resolves issued tokens and refuses invented ones") {
   TokenMap t;
   Run("host 10.20.30.40", t);
