@@ -20,6 +20,8 @@
 #include <vector>
 
 #include "anonymizer/anonymizer.h"
+#include "anonymizer/layer2.h"
+#include "anonymizer/llm_client.h"
 #include "canary/canary.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -32,6 +34,7 @@
 #include "tools/git_tool.h"
 #include "tools/incus_client.h"
 #include "tools/incus_tool.h"
+#include "tools/local_tools.h"
 #include "tools/ssh_tool.h"
 
 namespace {
@@ -134,6 +137,22 @@ warden::AnonymizerConfig AnonymizerFor(const warden::Config& c) {
   return a;
 }
 
+// LocalModel creates the local-model client (llm section) and installs layer 2 in
+// `anonymizer` when anonymizer.layer2.enabled. `client` stays null without an llm section.
+warden::Status LocalModel(const warden::Config& c, warden::anonymizer::Anonymizer& anonymizer,
+                          std::shared_ptr<warden::anonymizer::LlmClient>* client) {
+  if (!c.llm.configured) return warden::Status::Ok();
+  auto created = warden::anonymizer::LlmClient::Create(c.llm);
+  if (!created.ok()) return created.status();
+  *client = std::move(created.value());
+  if (!c.anonymizer.layer2.enabled) return warden::Status::Ok();
+  auto prompt = warden::anonymizer::LoadSystemPrompt(c.llm);
+  if (!prompt.ok()) return prompt.status();
+  warden::anonymizer::Layer2Options options{c.anonymizer.layer2, prompt.value()};
+  anonymizer.SetSecondStage(std::make_shared<warden::anonymizer::Layer2>(std::move(options), *client));
+  return warden::Status::Ok();
+}
+
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -150,8 +169,14 @@ int CheckConfig(const Args& a) {
     std::cerr << load.errors.size() << " error(s) in " << a.config << "\n";
     return 1;
   }
-  if (auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config)); !anonymizer.ok()) {
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
+  if (!anonymizer.ok()) {
     std::cerr << a.config << ": anonymizer: " << anonymizer.status().message() << "\n";
+    return 1;
+  }
+  std::shared_ptr<warden::anonymizer::LlmClient> llm;
+  if (warden::Status s = LocalModel(load.config, *anonymizer.value(), &llm); !s.ok()) {
+    std::cerr << a.config << ": llm: " << s.message() << "\n";
     return 1;
   }
   const warden::Config& c = load.config;
@@ -162,6 +187,10 @@ int CheckConfig(const Args& a) {
   for (const auto& [name, path] : c.git.repos) std::cout << "    " << name << " -> " << path << "\n";
   std::cout << "  incus: " << c.incus.server << ", projects: "
             << (c.incus.projects.empty() ? std::string("none (incus tools off)") : JoinNames(c.incus.projects))
+            << "\n";
+  std::cout << "  local model: " << (llm ? llm->Describe() : std::string("none (no layer 2, no local_* tools)"))
+            << "; layer 2: "
+            << (c.anonymizer.layer2.enabled ? "on, on_unavailable: " + c.anonymizer.layer2.on_unavailable : "off")
             << "\n";
   std::cout << "  ssh hosts: " << c.ssh.hosts.size() << " (CA key " << c.ssh.ca_key << ")\n";
   for (const auto& [name, h] : c.ssh.hosts)
@@ -211,6 +240,11 @@ int Anonymize(const Args& a) {
     std::cerr << "warden anonymize: " << anonymizer.status().message() << "\n";
     return 1;
   }
+  std::shared_ptr<warden::anonymizer::LlmClient> llm;
+  if (warden::Status s = LocalModel(load.config, *anonymizer.value(), &llm); !s.ok()) {
+    std::cerr << "warden anonymize: llm: " << s.message() << "\n";
+    return 1;
+  }
   warden::anonymizer::TokenMap tokens(warden::anonymizer::IpModeOf(load.config.anonymizer));
   std::string input;
   char buf[1 << 16];
@@ -222,7 +256,12 @@ int Anonymize(const Args& a) {
     }
     input.append(buf, static_cast<size_t>(n));
   }
-  warden::anonymizer::Sanitized out = anonymizer.value()->Anonymize(input, tokens);
+  auto checked = anonymizer.value()->AnonymizeChecked(input, tokens);
+  if (!checked.ok()) {
+    std::cerr << "warden anonymize: " << checked.status().message() << "\n";
+    return 1;
+  }
+  const warden::anonymizer::Sanitized& out = checked.value();
   std::fwrite(out.text.data(), 1, out.text.size(), stdout);
   std::fflush(stdout);
   if (a.explain)
@@ -268,6 +307,11 @@ int Canary(const Args& a) {
   auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
   if (!anonymizer.ok()) {
     std::cerr << "warden canary: anonymizer: " << anonymizer.status().message() << "\n";
+    return 1;
+  }
+  std::shared_ptr<warden::anonymizer::LlmClient> llm;
+  if (warden::Status s = LocalModel(load.config, *anonymizer.value(), &llm); !s.ok()) {
+    std::cerr << "warden canary: llm: " << s.message() << "\n";
     return 1;
   }
   warden::SystemClock clock;
@@ -395,6 +439,15 @@ int Serve(const Args& a) {
     spdlog::critical("anonymizer: {}", anonymizer.status().message());
     return 2;
   }
+  std::shared_ptr<warden::anonymizer::LlmClient> llm;
+  if (warden::Status s = LocalModel(config, *anonymizer.value(), &llm); !s.ok()) {
+    spdlog::critical("llm: {}", s.message());
+    return 2;
+  }
+  if (llm)
+    spdlog::info("local model: {}; layer 2 {}", llm->Describe(),
+                 config.anonymizer.layer2.enabled ? "on (on_unavailable: " + config.anonymizer.layer2.on_unavailable + ")"
+                                                  : std::string("off"));
   warden::canary::Guard guard;
   warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), config.output, config.audit.retention_seconds,
                                     clock);
@@ -437,6 +490,18 @@ int Serve(const Args& a) {
     spdlog::info("incus server {}; projects {}", shared->Describe(), JoinNames(config.incus.projects));
     tools.push_back(std::make_unique<warden::tools::IncusExecTool>(config.incus, shared));
     tools.push_back(std::make_unique<warden::tools::IncusListTool>(config.incus, shared));
+  }
+  if (llm && config.llm.local_tools) {
+    // Local-first work: local_analyze runs the tools above (same objects, same checks).
+    std::map<std::string, warden::tools::Tool*> sources;
+    for (const auto& t : tools)
+      if (t->spec().name == "git" || t->spec().name == "ssh_run" || t->spec().name == "incus_exec")
+        sources[t->spec().name] = t.get();
+    const warden::anonymizer::Anonymizer& layer1 = *anonymizer.value();
+    tools.push_back(std::make_unique<warden::tools::LocalAnalyzeTool>(llm, layer1, std::move(sources)));
+    using Task = warden::tools::LocalCodeTool::Task;
+    for (Task task : {Task::kGenerate, Task::kReview, Task::kFix, Task::kTest})
+      tools.push_back(std::make_unique<warden::tools::LocalCodeTool>(task, llm, layer1));
   }
   warden::server::McpServer server(config, std::move(tools), pipeline, *audit.value(), clock);
   spdlog::info("warden {} serving on stdio; session {}; config {}; audit {}", warden::server::kServerVersion,

@@ -36,6 +36,19 @@ std::string RefusalStatus(Code code) {
   }
 }
 
+// Layer2Details is what layer 2 did in a call, for the audit row's details (counts and timings only).
+json::object Layer2Details(const anonymizer::StageReport& r) {
+  json::object dropped;
+  for (const auto& [k, v] : r.dropped) dropped[k] = v;
+  json::object o{{"mode", r.mode},         {"model", r.model},       {"chunks", r.chunks},
+                 {"cache_hits", r.cache_hits}, {"model_calls", r.model_calls}, {"spans", r.spans},
+                 {"dropped", dropped},     {"model_ms", r.model_ms}, {"tokens_in", r.tokens_in},
+                 {"tokens_out", r.tokens_out}, {"stage_us", r.stage_us}};
+  if (!r.error.empty()) o["error"] = r.error;
+  if (!r.breaker.empty()) o["breaker_opened"] = r.breaker;
+  return o;
+}
+
 }  // namespace
 
 json::object ErrorResult(const std::string& text) {
@@ -121,9 +134,9 @@ json::object Pipeline::Refusal(const CallInfo& call, const Status& why, anonymiz
   return ErrorResult(call.tool + " refused: " + SanitizeText(why.message(), tokens));
 }
 
-std::string Pipeline::AnonymizeWithCanary(const std::string& text, const canary::Canary& canary,
-                                          anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
-                                          canary::Verdict* verdict) const {
+Result<std::string> Pipeline::AnonymizeWithCanary(const std::string& text, const canary::Canary& canary,
+                                                  anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
+                                                  canary::Verdict* verdict, anonymizer::StageReport* report) const {
   // A blank line keeps the canary out of the output's last line; it still goes
   // through every source of the anonymizer together with the output, so a
   // layer that the output talks out of redacting misses the canary too.
@@ -131,7 +144,9 @@ std::string Pipeline::AnonymizeWithCanary(const std::string& text, const canary:
   input.append("\n\n");
   const size_t at = input.size();
   input.append(canary.text).append("\n");
-  anonymizer::Sanitized a = anonymizer_.Anonymize(input, tokens);
+  Result<anonymizer::Sanitized> checked = anonymizer_.AnonymizeChecked(input, tokens, report);
+  if (!checked.ok()) return checked.status();
+  anonymizer::Sanitized& a = checked.value();
   *verdict = canary::Verify(canary, at, a);
   for (const anonymizer::Span& sp : a.spans)
     if (sp.begin < text.size()) ++(*counts)[sp.category];
@@ -147,8 +162,17 @@ std::vector<canary::Verdict> Pipeline::SelfTest(const std::string& source) {
     anonymizer::TokenMap tokens;
     std::map<std::string, int> counts;
     canary::Verdict v;
-    std::string out = AnonymizeWithCanary("warden canary self-test\n", c, tokens, &counts, &v);
-    if (v.passed && !guard_.Check(out).ok()) v = {c.family, false, "the value survived in the output"};
+    anonymizer::StageReport report;
+    Result<std::string> out = AnonymizeWithCanary("warden canary self-test\n", c, tokens, &counts, &v, &report);
+    if (!out.ok()) {
+      // Layer 2 unavailable (on_unavailable: block): no tool output leaves while that lasts. The
+      // self-test still proves layer 1, which stays under whatever layer 2 adds when it is back.
+      anonymizer::Sanitized a = anonymizer_.Anonymize("warden canary self-test\n\n" + c.text + "\n", tokens);
+      v = canary::Verify(c, std::string("warden canary self-test\n\n").size(), a);
+      if (v.passed) v.detail = "layer 1 only (" + out.status().message() + ")";
+      out = a.text;
+    }
+    if (v.passed && !guard_.Check(out.value()).ok()) v = {c.family, false, "the value survived in the output"};
     failed += !v.passed;
     details.push_back(json::object{{"family", v.family}, {"passed", v.passed}, {"detail", v.detail}});
     verdicts.push_back(std::move(v));
@@ -167,8 +191,9 @@ std::vector<canary::Verdict> Pipeline::SelfTest(const std::string& source) {
   return verdicts;
 }
 
-Pipeline::Stream Pipeline::Prepare(const CapturedStream& raw, anonymizer::TokenMap& tokens,
-                                   std::map<std::string, int>* counts, canary::Verdict* canary) const {
+Result<Pipeline::Stream> Pipeline::Prepare(const CapturedStream& raw, anonymizer::TokenMap& tokens,
+                                           std::map<std::string, int>* counts, canary::Verdict* canary,
+                                           anonymizer::StageReport* report) const {
   Stream s;
   s.raw_bytes = raw.total;
   s.capped = raw.capped();
@@ -184,7 +209,9 @@ Pipeline::Stream Pipeline::Prepare(const CapturedStream& raw, anonymizer::TokenM
     size_t last_newline = bytes.rfind('\n');
     bytes = bytes.substr(0, last_newline == std::string_view::npos ? 0 : last_newline + 1);
   }
-  s.text = AnonymizeWithCanary(RepairUtf8(bytes), guard_.Next(), tokens, counts, canary);
+  Result<std::string> text = AnonymizeWithCanary(RepairUtf8(bytes), guard_.Next(), tokens, counts, canary, report);
+  if (!text.ok()) return text.status();
+  s.text = std::move(text.value());
   return s;
 }
 
@@ -218,13 +245,39 @@ json::object Pipeline::Finish(const CallInfo& call, const Result<RawOutput>& out
   }
 
   const RawOutput& raw = outcome.value();
+  json::object details;
+  for (const auto& [k, v] : raw.metadata) details[k] = v;
+  if (auto blocked = raw.metadata.find("blocked"); blocked != raw.metadata.end()) {
+    // A local model's answer that output validation (D3) blocked: the tool dropped it;
+    // only the reason is shown, and the row says "blocked" (counted by `warden stats`).
+    std::string text = call.tool + " blocked: the local model's answer was not returned because " +
+                       SanitizeText(blocked->second, tokens) + ". Ask a narrower question, or run the command itself.";
+    row.status = "blocked";
+    row.error = text;
+    row.details_json = json::serialize(details);
+    if (Status s = finish_row(text); !s.ok()) return withheld(s);
+    return ErrorResult(text);
+  }
   std::map<std::string, int> counts;
   canary::Verdict out_canary{"", true, ""}, err_canary{"", true, ""};
+  anonymizer::StageReport layer2;
   auto a0 = std::chrono::steady_clock::now();
-  Stream out = Prepare(raw.out, tokens, &counts, &out_canary);
-  Stream err = Prepare(raw.err, tokens, &counts, &err_canary);
+  Result<Stream> out_r = Prepare(raw.out, tokens, &counts, &out_canary, &layer2);
+  Result<Stream> err_r = out_r.ok() ? Prepare(raw.err, tokens, &counts, &err_canary, &layer2) : out_r.status();
   row.anonymize_us =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - a0).count();
+  if (layer2.ran) details["layer2"] = Layer2Details(layer2);
+  if (!out_r.ok() || !err_r.ok()) {
+    // Layer 2 is required and gave no answer (on_unavailable: block): nothing of the output leaves.
+    std::string text = call.tool + " failed closed: " + SanitizeText((out_r.ok() ? err_r : out_r).status().message(), tokens);
+    row.status = "withheld";
+    row.error = text;
+    row.details_json = json::serialize(details);
+    if (Status s = finish_row(text); !s.ok()) return withheld(s);
+    return ErrorResult(text);
+  }
+  Stream out = std::move(out_r.value());
+  Stream err = std::move(err_r.value());
   row.canary = out.binary && err.binary ? "none" : "pass";
 
   // The inline canaries, then a scan of exactly what would leave for any canary value,
@@ -310,8 +363,6 @@ json::object Pipeline::Finish(const CallInfo& call, const Result<RawOutput>& out
   row.stderr_bytes = raw.err.total;
   row.truncated = truncated;
   row.redactions_json = json::serialize(redactions);
-  json::object details;
-  for (const auto& [k, v] : raw.metadata) details[k] = v;
   row.details_json = json::serialize(details);
   if (Status s = finish_row(text); !s.ok()) return withheld(s);
 

@@ -64,12 +64,14 @@ class Pipeline {
 
  private:
   struct Stream;
-  Stream Prepare(const CapturedStream& raw, anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
-                 canary::Verdict* canary) const;
-  // AnonymizeWithCanary anonymizes `text` with `canary` appended, checks the canary and
-  // returns the sanitized text without it; `counts` gets the spans of `text` only.
-  std::string AnonymizeWithCanary(const std::string& text, const canary::Canary& canary, anonymizer::TokenMap& tokens,
-                                  std::map<std::string, int>* counts, canary::Verdict* verdict) const;
+  // Prepare fails when layer 2 is required and unavailable (`report` says what it did).
+  Result<Stream> Prepare(const CapturedStream& raw, anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
+                         canary::Verdict* canary, anonymizer::StageReport* report) const;
+  // AnonymizeWithCanary anonymizes `text` with `canary` appended (layers 1 and 2), checks the
+  // canary and returns the sanitized text without it; `counts` gets the spans of `text` only.
+  Result<std::string> AnonymizeWithCanary(const std::string& text, const canary::Canary& canary,
+                                          anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
+                                          canary::Verdict* verdict, anonymizer::StageReport* report) const;
   std::string SanitizeText(std::string_view text, anonymizer::TokenMap& tokens) const;
   // Halt halts this process and records the halt (critical) in the audit database.
   void Halt(const std::string& reason, const std::string& source, const std::string& call_id);
