@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the anonymizer fuzz target with clang (libFuzzer + ASan + UBSan) and
-# runs it for a bounded time. Used by ctest; FUZZ_SECONDS overrides the time.
+# runs it for a bounded time. Layer 1 only: layer 2 is the local model's (its
+# client is not part of the target). Used by ctest; FUZZ_SECONDS overrides the time.
 set -euo pipefail
 src=${WARDEN_SOURCE_DIR:?}
 out=${WARDEN_BUILD_DIR:?}/fuzz
@@ -9,7 +10,7 @@ mkdir -p "$out/corpus"
 flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I$src"
 if [ ! -x "$out/anonymizer_fuzz" ] || [ -n "$(find "$src/anonymizer" "$src/core" "$src/tests/fuzz" -newer "$out/anonymizer_fuzz" -name '*.cc' -o -newer "$out/anonymizer_fuzz" -name '*.h' | head -1)" ]; then
   clang++ $flags -o "$out/anonymizer_fuzz" "$src/tests/fuzz/anonymizer_fuzz.cc" \
-    "$src"/anonymizer/*.cc "$src"/core/result.cc "$src"/core/clock.cc "$src"/core/config.cc \
+    "$src"/anonymizer/{anonymizer,checks,crypto_pan,iac,rules_engine,rules_builtin}.cc "$src"/core/result.cc "$src"/core/clock.cc "$src"/core/config.cc \
     $(pkg-config --cflags --libs re2) -lyaml-cpp -lcrypto
 fi
 # Seed with the corpus inputs when they are there.
