@@ -337,10 +337,12 @@ bool ParseIncusServer(const std::string& server, IncusConfig* c, std::string* wh
   return true;
 }
 
-// A PEM file of the incus section; private keys must not be readable by others.
-void IncusFile(Reader& r, const YAML::Node& s, const char* name, const fs::path& base, bool secret, std::string* out) {
-  const std::string key = std::string("incus.") + name;
-  r.Str(s, "incus", name, out);
+// SectionFile reads a file path of `section`: made absolute, a regular file;
+// a `secret` one (a private key, a token) must not be readable by others.
+void SectionFile(Reader& r, const YAML::Node& s, const char* section, const char* name, const fs::path& base, bool secret,
+                 std::string* out) {
+  const std::string key = std::string(section) + "." + name;
+  r.Str(s, section, name, out);
   if (out->empty()) return;
   *out = Absolute(*out, base);
   std::error_code ec;
@@ -352,7 +354,7 @@ void IncusFile(Reader& r, const YAML::Node& s, const char* name, const fs::path&
   if (secret && (st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
     char mode[8];
     std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.permissions() & fs::perms::mask));
-    r.Error(s[name], key, std::string(*out) + " has mode " + mode + "; a private key must be 0600 or 0400");
+    r.Error(s[name], key, std::string(*out) + " has mode " + mode + "; a secret file must be 0600 or 0400");
   }
 }
 
@@ -363,8 +365,8 @@ void ReadIncus(Reader& r, const YAML::Node& s, const fs::path& base, IncusConfig
   r.Str(s, "incus", "server", &c->server);
   std::string why;
   if (!ParseIncusServer(c->server, c, &why)) r.Error(s["server"], "incus.server", why + " (got \"" + c->server + "\")");
-  IncusFile(r, s, "client_cert", base, false, &c->client_cert);
-  IncusFile(r, s, "client_key", base, true, &c->client_key);
+  SectionFile(r, s, "incus", "client_cert", base, false, &c->client_cert);
+  SectionFile(r, s, "incus", "client_key", base, true, &c->client_key);
   r.Str(s, "incus", "server_cert_sha256", &c->server_cert_sha256);
   if (!c->server_cert_sha256.empty()) {
     std::string hex;
@@ -458,25 +460,6 @@ void ReadLayer2(Reader& r, const YAML::Node& s, AnonymizerConfig::Layer2* c) {
     r.Error(s["overlap_bytes"], k + ".overlap_bytes", "must be at most half of anonymizer.layer2.chunk_bytes");
 }
 
-// A file of the llm section: absolute, a regular file; `secret` ones mode 0600 or 0400.
-void LlmFile(Reader& r, const YAML::Node& s, const char* name, const fs::path& base, bool secret, std::string* out) {
-  const std::string key = std::string("llm.") + name;
-  r.Str(s, "llm", name, out);
-  if (out->empty()) return;
-  *out = Absolute(*out, base);
-  std::error_code ec;
-  fs::file_status st = fs::status(*out, ec);
-  if (ec || !fs::is_regular_file(st)) {
-    r.Error(s[name], key, "no such file: " + *out);
-    return;
-  }
-  if (secret && (st.permissions() & (fs::perms::group_all | fs::perms::others_all)) != fs::perms::none) {
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.permissions() & fs::perms::mask));
-    r.Error(s[name], key, std::string(*out) + " has mode " + mode + "; a token file must be 0600 or 0400");
-  }
-}
-
 void ReadLlm(Reader& r, const YAML::Node& s, const fs::path& base, LlmConfig* c) {
   const std::string k = "llm";
   if (!r.Map(s, k, {"endpoint", "api", "model", "timeout_seconds", "connect_timeout_seconds", "max_concurrency",
@@ -513,9 +496,9 @@ void ReadLlm(Reader& r, const YAML::Node& s, const fs::path& base, LlmConfig* c)
   r.Int(s, k, "max_answer_bytes", &c->max_answer_bytes, 256, 1 << 20);
   r.Int(s, k, "max_verbatim_bytes", &c->max_verbatim_bytes, 16, 1 << 16);
   r.Bool(s, k, "local_tools", &c->local_tools);
-  LlmFile(r, s, "bearer_token_file", base, true, &c->bearer_token_file);
-  LlmFile(r, s, "tls_ca_file", base, false, &c->tls_ca_file);
-  LlmFile(r, s, "system_prompt_file", base, false, &c->system_prompt_file);
+  SectionFile(r, s, "llm", "bearer_token_file", base, true, &c->bearer_token_file);
+  SectionFile(r, s, "llm", "tls_ca_file", base, false, &c->tls_ca_file);
+  SectionFile(r, s, "llm", "system_prompt_file", base, false, &c->system_prompt_file);
   std::string pin;
   r.Str(s, k, "tls_server_cert_sha256", &pin);
   if (!pin.empty()) {

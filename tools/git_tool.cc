@@ -169,9 +169,7 @@ Status ParseTargets(const json::object& args, Request* r) {
   return Status::Ok();
 }
 
-int DefaultTimeoutSeconds(const GitConfig& config) {
-  return std::max(1, std::min(config.timeout_seconds, config.max_timeout_seconds));
-}
+int DefaultTimeoutSeconds(const GitConfig& config) { return DefaultTimeout(config.timeout_seconds, config.max_timeout_seconds); }
 
 void ParseFlags(const json::object& args, const GitConfig& config, Request* r) {
   auto flag = [&](std::string_view key) {
@@ -354,7 +352,6 @@ json::object InputSchema(const GitConfig& config) {
   }
   json::array operations;
   for (const Operation& op : Operations()) operations.emplace_back(op.name);
-  const int max_timeout = std::max(1, config.max_timeout_seconds);
   json::object props = {
       {"repo", std::move(repo)},
       {"operation", {{"type", "string"}, {"enum", std::move(operations)}, {"description", "the git command to run"}}},
@@ -373,11 +370,7 @@ json::object InputSchema(const GitConfig& config) {
         {"description", "log only: how many commits"}}},
       {"patch", {{"type", "boolean"}, {"description", "log only: include each commit's diff (-p)"}}},
       {"timeout_seconds",
-       {{"type", "integer"},
-        {"minimum", 1},
-        {"maximum", max_timeout},
-        {"default", DefaultTimeoutSeconds(config)},
-        {"description", "stop the command after this many seconds"}}},
+       TimeoutProperty(DefaultTimeoutSeconds(config), config.max_timeout_seconds, "stop the command after this many seconds")},
   };
   return {{"type", "object"},
           {"properties", std::move(props)},

@@ -19,7 +19,6 @@ using Steady = std::chrono::steady_clock;
 constexpr int64_t kMaxArgs = 1024;
 constexpr int64_t kMaxArgBytes = 64 * 1024;  // all of argv
 constexpr int64_t kMaxEnv = 64;
-constexpr int64_t kMaxOutputBytes = int64_t{64} << 20;
 constexpr int64_t kMaxId = 4294967294;  // uid/gid; 2^32-1 is "no id"
 
 std::string Join(const std::vector<std::string>& items, const char* sep) {
@@ -28,9 +27,7 @@ std::string Join(const std::vector<std::string>& items, const char* sep) {
   return out;
 }
 
-int DefaultTimeoutSeconds(const IncusConfig& config) {
-  return std::max(1, std::min(config.timeout_seconds, config.max_timeout_seconds));
-}
+int DefaultTimeoutSeconds(const IncusConfig& config) { return DefaultTimeout(config.timeout_seconds, config.max_timeout_seconds); }
 
 std::string Str(const json::object& args, const char* key) {
   const json::value* v = args.if_contains(key);
@@ -122,16 +119,9 @@ json::object ExecSchema(const IncusConfig& config) {
       {"user", {{"type", "integer"}, {"minimum", 0}, {"maximum", kMaxId}, {"description", "uid in the instance (default 0)"}}},
       {"group", {{"type", "integer"}, {"minimum", 0}, {"maximum", kMaxId}, {"description", "gid in the instance (default 0)"}}},
       {"timeout_seconds",
-       {{"type", "integer"},
-        {"minimum", 1},
-        {"maximum", std::max(1, config.max_timeout_seconds)},
-        {"default", DefaultTimeoutSeconds(config)},
-        {"description", "stop the command (and what it started) in the instance after this many seconds"}}},
-      {"max_output_bytes",
-       {{"type", "integer"},
-        {"minimum", 1},
-        {"maximum", kMaxOutputBytes},
-        {"description", "keep at most this many bytes of each of stdout and stderr (the rest is counted, not kept)"}}},
+       TimeoutProperty(DefaultTimeoutSeconds(config), config.max_timeout_seconds,
+                       "stop the command (and what it started) in the instance after this many seconds")},
+      {"max_output_bytes", MaxOutputProperty()},
   };
   return {{"type", "object"},
           {"properties", std::move(props)},

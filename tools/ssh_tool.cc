@@ -24,7 +24,6 @@ using std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
 constexpr int64_t kMaxCommandBytes = 16 * 1024;
-constexpr int64_t kMaxOutputBytes = int64_t{64} << 20;
 constexpr size_t kReadChunk = 64 * 1024;
 // While connecting, libssh does its I/O inside each step call and this loop
 // waits for the host's next bytes; the cap bounds the wait in the rare case
@@ -333,9 +332,7 @@ Status Collect(ssh_session s, ssh_channel ch, const Request& r, Steady::time_poi
 
 // ---- arguments ----
 
-int DefaultTimeoutSeconds(const SshConfig& config) {
-  return std::max(1, std::min(config.timeout_seconds, config.max_timeout_seconds));
-}
+int DefaultTimeoutSeconds(const SshConfig& config) { return DefaultTimeout(config.timeout_seconds, config.max_timeout_seconds); }
 
 Status CheckHostKnown(const json::object& args, const SshConfig& config) {
   const json::value* host = args.if_contains("host");
@@ -383,16 +380,8 @@ json::object InputSchema(const SshConfig& config) {
         {"maxLength", kMaxCommandBytes},
         {"description", "shell command line, run by sh -c on the host as the configured user (no tty, no stdin)"}}},
       {"timeout_seconds",
-       {{"type", "integer"},
-        {"minimum", 1},
-        {"maximum", std::max(1, config.max_timeout_seconds)},
-        {"default", DefaultTimeoutSeconds(config)},
-        {"description", "kill the command after this many seconds"}}},
-      {"max_output_bytes",
-       {{"type", "integer"},
-        {"minimum", 1},
-        {"maximum", kMaxOutputBytes},
-        {"description", "keep at most this many bytes of each of stdout and stderr (the rest is counted, not kept)"}}},
+       TimeoutProperty(DefaultTimeoutSeconds(config), config.max_timeout_seconds, "kill the command after this many seconds")},
+      {"max_output_bytes", MaxOutputProperty()},
   };
   return {{"type", "object"},
           {"properties", std::move(props)},

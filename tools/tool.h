@@ -69,6 +69,15 @@ class Tool {
 // structuredContent that the output pipeline builds from RawOutput.
 boost::json::object CommandOutputSchema();
 
+// The limits every command-running tool takes as arguments, with one schema.
+constexpr int64_t kMaxOutputBytes = int64_t{64} << 20;  // largest max_output_bytes a call may ask for
+// DefaultTimeout is a tool's configured default timeout, kept within [1, max].
+int DefaultTimeout(int timeout_seconds, int max_timeout_seconds);
+// TimeoutProperty: `timeout_seconds`, from 1 to `max_seconds`, defaulting to `default_seconds`.
+boost::json::object TimeoutProperty(int default_seconds, int max_seconds, const char* description);
+// MaxOutputProperty: `max_output_bytes`, from 1 to kMaxOutputBytes.
+boost::json::object MaxOutputProperty();
+
 // UntrustedNotice is the sentence every tool description ends with.
 extern const char* const kUntrustedNotice;
 
