@@ -23,6 +23,16 @@
 
 namespace warden::anonymizer {
 
+// Candidates, when a rule has it, is a hand-written finder of where a match of
+// the rule's pattern can start: the first position in [pos, end) where one may
+// start (`end` when none), never skipping one where the pattern matches. In
+// *skip it says where to look next when the pattern does not match there
+// (every start in between is known not to match; at least the position + 1).
+// The pattern then runs anchored at those positions only, which finds what the
+// unanchored search finds; tests/unit/anonymizer_candidates_test.cc holds each
+// finder to that.
+using Candidates = size_t (*)(std::string_view text, size_t pos, size_t end, size_t* skip);
+
 // Check may reject a candidate (return false) or adjust [*b, *e). It sees the
 // whole text, so it can look at the context around the candidate.
 using Check = std::function<bool(std::string_view text, size_t* b, size_t* e)>;
@@ -37,13 +47,15 @@ struct Rule {
   int priority = 0;
   bool multiline = false;
   bool base64_candidate = false;  // candidates are decoded and searched again, not reported as such
+  Candidates candidates = nullptr;
 };
 
 class RuleEngine final : public SpanSource {
  public:
   // REQUIRES: every pattern compiles (built-in rules are a build defect
   // otherwise; operator patterns are checked by ValidatePattern first).
-  explicit RuleEngine(std::vector<Rule> rules);
+  // `use_candidates` false: every pattern runs unanchored (the reference the tests compare with).
+  explicit RuleEngine(std::vector<Rule> rules, bool use_candidates = true);
   void Find(std::string_view text, std::vector<Span>* out) const override;
 
  private:
@@ -60,6 +72,7 @@ class RuleEngine final : public SpanSource {
   std::vector<std::vector<size_t>> keyword_rules_;  // keyword index -> rules it enables
   std::vector<size_t> always_;                      // rules without keywords (single-line)
   std::vector<size_t> multiline_;
+  bool use_candidates_ = true;
 };
 
 // BuiltinRules: Warden's own rule set (secrets and identifiers).

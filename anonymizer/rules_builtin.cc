@@ -436,6 +436,154 @@ bool Entropic(std::string_view t, size_t* b, size_t* e) {
   return v.size() >= 16 && ShannonEntropy(v) >= 3.0;
 }
 
+
+// ---------------------------------------------------------------- candidate finders
+// Where a match of a rule without a literal prefix can start (see Candidates
+// in rules.h). Each is a superset of the real starts; the pattern decides.
+
+bool IsDigitByte(char c) { return c >= '0' && c <= '9'; }
+bool IsHexByte(char c) { return IsDigitByte(c) || (static_cast<unsigned char>(c | 0x20) >= 'a' && static_cast<unsigned char>(c | 0x20) <= 'f'); }
+bool IsAlnumByte(char c) { return IsDigitByte(c) || (static_cast<unsigned char>(c | 0x20) >= 'a' && static_cast<unsigned char>(c | 0x20) <= 'z'); }
+
+size_t FindByte(std::string_view t, char c, size_t pos, size_t end) {
+  const void* p = std::memchr(t.data() + pos, c, end - pos);
+  return p ? static_cast<size_t>(static_cast<const char*>(p) - t.data()) : end;
+}
+
+// ipv4: one to three digits, a '.', a digit.
+size_t IPv4Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t c = FindByte(t, '.', pos, end); c < end; c = FindByte(t, '.', c + 1, end)) {
+    if (c + 1 >= end || !IsDigitByte(t[c + 1])) continue;
+    size_t s = c;
+    while (s > pos && c - s < 3 && IsDigitByte(t[s - 1])) --s;
+    if (s < c) {
+      *skip = s + 1;
+      return s;
+    }
+  }
+  return end;
+}
+
+// ipv6: (?:[0-9a-f]{0,4}:){2,7}...: up to four hex digits, ':', up to four, ':'.
+size_t IPv6Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t c = FindByte(t, ':', pos, end); c < end; c = FindByte(t, ':', c + 1, end)) {
+    size_t i = c + 1;
+    while (i < end && i - (c + 1) < 5 && IsHexByte(t[i])) ++i;
+    if (i >= end || t[i] != ':' || i - (c + 1) > 4) continue;
+    size_t s = c;
+    while (s > pos && c - s < 4 && IsHexByte(t[s - 1])) --s;
+    *skip = s + 1;
+    return s;
+  }
+  return end;
+}
+
+// email: [A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9]...: every start before one
+// '@' reads the same domain after it, so when the first fails they all do.
+bool IsEmailLocalByte(char c) { return IsAlnumByte(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
+size_t EmailStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t c = FindByte(t, '@', pos, end); c < end; c = FindByte(t, '@', c + 1, end)) {
+    if (c + 1 >= end || !IsAlnumByte(t[c + 1])) continue;
+    size_t r = c;
+    while (r > pos && IsEmailLocalByte(t[r - 1])) --r;
+    while (r < c && !IsAlnumByte(t[r])) ++r;
+    if (r == c) continue;
+    *skip = c + 1;
+    return r;
+  }
+  return end;
+}
+
+// URL rules: [A-Za-z][A-Za-z0-9+.\-]*://...: the scheme before a "://"; as for
+// email, every start before one "://" reads the same text after it.
+bool IsSchemeByte(char c) { return IsAlnumByte(c) || c == '+' || c == '.' || c == '-'; }
+size_t UrlStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t c = FindByte(t, ':', pos, end); c < end; c = FindByte(t, ':', c + 1, end)) {
+    if (c + 2 >= end || t[c + 1] != '/' || t[c + 2] != '/') continue;
+    size_t r = c;
+    while (r > pos && IsSchemeByte(t[r - 1])) --r;
+    while (r < c && !((t[r] | 0x20) >= 'a' && (t[r] | 0x20) <= 'z')) ++r;
+    if (r == c) continue;
+    *skip = c + 1;
+    return r;
+  }
+  return end;
+}
+
+// base64-value: [:=][ \t]*["']?[A-Za-z0-9+/_\-]{12,}: exactly where it can start.
+bool IsB64Byte(char c) { return IsAlnumByte(c) || c == '+' || c == '/' || c == '_' || c == '-'; }
+size_t Base64Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t s = pos; s < end; ++s) {
+    if (t[s] != ':' && t[s] != '=') continue;
+    size_t i = s + 1;
+    while (i < end && (t[i] == ' ' || t[i] == '\t')) ++i;
+    if (i < end && (t[i] == '"' || t[i] == '\'')) ++i;
+    size_t n = 0;
+    while (i + n < end && n < 12 && IsB64Byte(t[i + n])) ++n;
+    if (n < 12) continue;
+    *skip = s + 1;
+    return s;
+  }
+  return end;
+}
+
+// keyvalue-secret: (?i)(?:pass...|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)...).
+// Case-insensitive in RE2 means Unicode folding: 'k' is also U+212A and 's'
+// U+017F, so any non-ASCII byte on the way makes a position a candidate.
+// The key's tail runs to the first byte outside [A-Za-z0-9_.-], where the
+// separator must start; every key start in that run then fares the same.
+bool IsKeyTailByte(char c) { return IsAlnumByte(c) || c == '_' || c == '.' || c == '-'; }
+size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  static constexpr std::string_view kWords[] = {"pass", "pwd", "secret", "token", "key", "salt", "sig",
+                                                "session", "sessid", "credential", "masterauth", "sid", "cookie"};
+  for (size_t s = pos; s < end; ++s) {
+    unsigned char c = static_cast<unsigned char>(t[s]);
+    if (c >= 0x80) {
+      if (c == 0xC5 || c == 0xE2) {
+        *skip = s + 1;
+        return s;
+      }
+      continue;
+    }
+    char lc = static_cast<char>(c | 0x20);
+    if (lc != 'p' && lc != 's' && lc != 't' && lc != 'k' && lc != 'c' && lc != 'm') continue;
+    bool word = false, unsure = false;
+    for (std::string_view w : kWords) {
+      if (w[0] != lc) continue;
+      size_t j = 0;
+      for (; j < w.size() && s + j < end; ++j) {
+        unsigned char x = static_cast<unsigned char>(t[s + j]);
+        if (x >= 0x80) {
+          unsure = true;
+          break;
+        }
+        if ((x | 0x20) != static_cast<unsigned char>(w[j])) break;
+      }
+      if (j == w.size()) word = true;
+      if (word || unsure) break;
+    }
+    if (unsure) {
+      *skip = s + 1;
+      return s;
+    }
+    if (!word) continue;
+    size_t r = s + 1;
+    while (r < end && IsKeyTailByte(t[r])) ++r;
+    if (r >= end) return end;
+    unsigned char x = static_cast<unsigned char>(t[r]);
+    if (x >= 0x80) {
+      *skip = s + 1;
+      return s;
+    }
+    if (x == '"' || x == '\'' || x == ' ' || x == '\t' || x == '=' || x == ':') {
+      *skip = r;
+      return s;
+    }
+    s = r;  // no separator after this run: no key in it matches (t[r] starts none)
+  }
+  return end;
+}
+
 Rule R(const char* name, const char* category, Kind kind, std::vector<std::string> keywords, std::string pattern,
        Check check = {}, int priority = 0) {
   Rule r;
@@ -536,6 +684,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 {R"((?:pass|pwd|secret|token|key|salt|sig|session|sessid|credential|masterauth|sid|cookie)[A-Za-z0-9_.\-]*["']?[ \t]*(?:=|:|["'][ \t]*,))"},
                 R"((?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|salt|sig(?:nature)?|session(?:id)?|sessid|credentials?|masterauth|sid|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)[ \t]*))",
                 KeyValue));
+  r.back().candidates = KeyValueStarts;
   r.push_back(R("cli-password-flag", "password", S,
                 {"-(?:password|passwd|pass|requirepass|db-password|dbpass|token|api-key|apikey|secret|auth-token)[ \\t]+[^\\s-]"},
                 R"((?:^|[ \t])--?(?:password|passwd|pass|requirepass|db-password|dbpass|token|api-key|apikey|secret|auth-token)[ \t]+('[^'\n]*'|"[^"\n]*"|[^\s'"-][^\s]*))",
@@ -569,29 +718,37 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("url-userinfo-password", "password", S, {R"(://[^\s/@'"]*@)"},
                 R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'"]*:([^\s@/'"]+)@)",
                 NotPlaceholder));
+  r.back().candidates = UrlStarts;
   r.push_back(R("url-userinfo-token", "api_token", S, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([A-Za-z0-9_\-]{20,})@)",
                 Entropic, 1));
+  r.back().candidates = UrlStarts;
   r.push_back(R("url-userinfo-user", "username", I, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([^\s:/@'"]+):[^\s@/'"]+@)",
                 UserCheck));
+  r.back().candidates = UrlStarts;
   r.push_back(R("url-host-after-userinfo", "hostname", I, {R"(://[^\s/@'"]*@)"},
                 R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@'"]*@([A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]))", UrlHostCheck));
+  r.back().candidates = UrlStarts;
   // base64 wrappers: decoded and searched again (Basic auth, Secret data:, dockerconfigjson auth).
   Rule b64 = R("base64-value", "encoded_secret", S, {R"([:=][ \t]*["']?[A-Za-z0-9+/_\-]{12})"}, R"([:=][ \t]*["']?([A-Za-z0-9+/_\-]{12,}={0,2}))", Base64Shape, 2);
   b64.base64_candidate = true;
+  b64.candidates = Base64Starts;
   r.push_back(b64);
 
   // ---------------------------------------------------------------- identifiers
   r.push_back(R("email", "email", I, {"[a-z0-9]@[a-z0-9]"},
                 R"([A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
                 NotAfterWord));
+  r.back().candidates = EmailStarts;
   r.push_back(R("email-urlencoded", "email", I, ExactCase({"%40"}),
                 R"([A-Za-z0-9][A-Za-z0-9._+\-]*%40[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
                 NotAfterWord));
   r.push_back(R("ipv4", "ip", I, {"[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]"},
                 R"((?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})",
                 IPv4Check));
+  r.back().candidates = IPv4Starts;
   r.push_back(R("ipv6", "ip", I, {"[0-9]*[a-f][0-9a-f]*:[0-9a-f]{0,4}:", "[0-9a-f]:[0-9]*[a-f][0-9a-f]*:", "::[0-9a-f]", "[0-9a-f]::", "::ffff:"},
                 R"((?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?)", IPv6Check));
+  r.back().candidates = IPv6Starts;
   r.push_back(R("mac", "mac", I, {"[0-9a-f]{2}[:-][0-9a-f]{2}[:-][0-9a-f]{2}", "[0-9a-f]{4}\\.[0-9a-f]{4}\\."},
                 R"((?i)[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})",
                 MacCheck));

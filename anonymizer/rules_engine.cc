@@ -30,7 +30,8 @@ Status ValidatePattern(const std::string& pattern) {
   return Status::Ok();
 }
 
-RuleEngine::RuleEngine(std::vector<Rule> rules) : rules_(std::move(rules)) {
+RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
+    : rules_(std::move(rules)), use_candidates_(use_candidates) {
   keywords_ = std::make_unique<RE2::Set>(Re2Options(true), RE2::UNANCHORED);
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
@@ -64,8 +65,22 @@ void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t e
   const Rule& rule = rules_[i];
   int groups = std::min(1, re.NumberOfCapturingGroups());
   re2::StringPiece input(text.data(), text.size()), m[2];
+  const Candidates candidates = use_candidates_ ? rule.candidates : nullptr;
   size_t pos = begin;
-  while (pos < end && re.Match(input, pos, end, RE2::UNANCHORED, m, groups + 1)) {
+  while (pos < end) {
+    if (candidates) {
+      // Anchored at the places a match can start only: the same leftmost match
+      // as the unanchored search, without running the automaton over the bytes between.
+      size_t skip = 0;
+      size_t s = candidates(text, pos, end, &skip);
+      if (s >= end) break;
+      if (!re.Match(input, s, end, RE2::ANCHOR_START, m, groups + 1)) {
+        pos = std::max(skip, s + 1);
+        continue;
+      }
+    } else if (!re.Match(input, pos, end, RE2::UNANCHORED, m, groups + 1)) {
+      break;
+    }
     size_t wb = static_cast<size_t>(m[0].data() - input.data());
     size_t we = wb + m[0].size();
     pos = we > wb ? we : we + 1;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <vector>
@@ -24,7 +25,12 @@ int main(int argc, char** argv) {
   }
   auto anonymizer = warden::anonymizer::MakeDefaultAnonymizer();
   std::string big;
-  while (big.size() < (32u << 20)) big += corpus;
+  // ANON_BENCH_MB and ANON_BENCH_RUNS shrink the run (for callgrind); defaults 32 and 500.
+  const char* mb = std::getenv("ANON_BENCH_MB");
+  const char* runs_env = std::getenv("ANON_BENCH_RUNS");
+  const size_t size = (mb ? std::strtoul(mb, nullptr, 10) : 32) << 20;
+  const int runs = runs_env ? std::atoi(runs_env) : 500;
+  while (big.size() < size) big += corpus;
   warden::anonymizer::TokenMap tokens;
   auto t0 = std::chrono::steady_clock::now();
   size_t out = anonymizer->Anonymize(big, tokens).text.size();
@@ -34,12 +40,12 @@ int main(int argc, char** argv) {
 
   std::string chunk = big.substr(0, 64 * 1024);
   std::vector<double> lat;
-  for (int i = 0; i < 500; ++i) {
+  for (int i = 0; i < runs; ++i) {
     auto s = std::chrono::steady_clock::now();
     (void)anonymizer->Anonymize(chunk, tokens);
     lat.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - s).count());
   }
   std::sort(lat.begin(), lat.end());
-  std::printf("64 KiB output: p50 %.0f us, p99 %.0f us (500 runs)\n", lat[lat.size() / 2], lat[lat.size() * 99 / 100]);
+  std::printf("64 KiB output: p50 %.0f us, p99 %.0f us (%d runs)\n", lat[lat.size() / 2], lat[lat.size() * 99 / 100], runs);
   return 0;
 }

@@ -1,0 +1,105 @@
+// Equivalence of the candidate finders (Rule::candidates): a rule anchored at
+// the positions its finder gives must find exactly what its pattern finds
+// unanchored, on the corpus, on random mutations of it, and on text made of
+// the characters the finders look at (including the non-ASCII bytes that
+// case-insensitive RE2 folds onto 'k' and 's').
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <tuple>
+
+#include "anonymizer/rules.h"
+
+using namespace warden::anonymizer;
+
+namespace {
+
+using Key = std::tuple<size_t, size_t, std::string, std::string>;
+
+std::vector<Key> Found(const RuleEngine& engine, std::string_view text) {
+  std::vector<Span> spans;
+  engine.Find(text, &spans);
+  std::vector<Key> keys;
+  for (const Span& s : spans) keys.emplace_back(s.begin, s.end, s.rule, s.category);
+  return keys;  // in the order found: the order must match too
+}
+
+// The corpus inputs when the shared corpus is there (JSON "input" fields, read crudely).
+std::vector<std::string> CorpusTexts() {
+  std::vector<std::string> texts;
+  std::filesystem::path dir = std::filesystem::path(WARDEN_SOURCE_DIR) / ".." / "shared" / "corpus" / "cases";
+  if (!std::filesystem::is_directory(dir)) return texts;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::ifstream f(entry.path());
+    std::stringstream ss;
+    ss << f.rdbuf();
+    texts.push_back(ss.str());  // the JSON itself: escapes and all, still tool-output-like text
+  }
+  return texts;
+}
+
+std::vector<std::string> Samples() {
+  std::vector<std::string> seeds = {
+      "DB_PASSWORD=s3cr3t-P4ss\nexport API_KEY: 'abcDEF123456ghiJKL'\n\"token\" : \"eyJhbGciOi.eyJzdWIi.sig\"\n",
+      "inet 10.1.2.3/24 brd 10.1.2.255 and 1234.5.6.7 v1.2.3.4 256.1.1.1 1.2.3 9.9.9.9.9\n",
+      "fe80::5054:ff:fe12:3456 2a01:4f8:c17:1234::1 ::ffff:10.9.8.7 a:b:c 12345:1:2 ::1 std::abs\n",
+      "mail alice.smith+tag@example.com, .x@y.co, a@b..cd, -@x.org a@b-c.d.ef\n",
+      "postgres://user:pa55w0rd@db.internal:5432/app https://x-token:abcdefghijklmnopqrstuvwx@gitlab.com/a\n",
+      "auth: Basic dXNlcjpwYXNzd29yZDEyMw==\nsecret= \"QUtJQUlPU0ZPRE5ON0VYQU1QTEU=\"\n",
+      "paſſword=hunter2hunter2 toKen=abcdefgh12345678 \xE2\x84\xAA" "ey: value123456789 sid=\"x\"\n",
+      "masterauth yes\ncookie, 'x'\npass\t= 'quoted value'\nsessionid=>abc123def456\nsig := zz\n",
+      "keykeykeykeykeykey keykey=keykey.key-key_key: x\nmac 00:1a:2b:3c:4d:5e\n",
+  };
+  std::vector<std::string> out = seeds;
+  for (const std::string& c : CorpusTexts()) out.push_back(c);
+  std::string all;
+  for (const std::string& s : out) all += s;
+  const std::string alphabet = ":=@./-_ \t\n\"'0123456789abcdefABCDEFkKsSpPtT+%|$\xC5\xBF\xE2\x84\xAA\xC3\xA9";
+  std::mt19937 rng(7);
+  for (int round = 0; round < 40; ++round) {
+    std::string m = all.substr(rng() % all.size(), 4000);
+    for (int i = 0; i < 300 && !m.empty(); ++i) {
+      size_t p = rng() % m.size();
+      switch (rng() % 3) {
+        case 0: m[p] = alphabet[rng() % alphabet.size()]; break;
+        case 1: m.insert(p, 1, alphabet[rng() % alphabet.size()]); break;
+        default: m.erase(p, 1);
+      }
+    }
+    out.push_back(m);
+    std::string noise;
+    for (int i = 0; i < 3000; ++i) noise.push_back(alphabet[rng() % alphabet.size()]);
+    out.push_back(noise);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every candidate finder, run everywhere, finds what its pattern finds") {
+  std::vector<std::string> samples = Samples();
+  size_t finders = 0;
+  for (const Rule& rule : BuiltinRules({"example.net"})) {
+    if (!rule.candidates) continue;
+    ++finders;
+    Rule r = rule;
+    r.keywords.clear();  // no gating: the rule runs over all of every sample
+    RuleEngine fast({r}, true), reference({r}, false);
+    for (const std::string& s : samples) {
+      INFO(rule.name << " on: " << s.substr(0, 200));
+      CHECK(Found(fast, s) == Found(reference, s));
+    }
+  }
+  CHECK(finders >= 6);
+}
+
+TEST_CASE("the whole rule set finds the same with and without candidate finders") {
+  RuleEngine fast(BuiltinRules({"example.net"}), true), reference(BuiltinRules({"example.net"}), false);
+  for (const std::string& s : Samples()) {
+    INFO(s.substr(0, 200));
+    CHECK(Found(fast, s) == Found(reference, s));
+  }
+}
