@@ -7,6 +7,9 @@
 // keyword, a digit-dot) so RE2 does not have to try every position; context
 // before a candidate (a key name, a boundary) is looked at by a check instead.
 #include <arpa/inet.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <cstring>
 #include <set>
@@ -34,20 +37,26 @@ bool ExtendToken(std::string_view t, size_t* b, size_t* e) {
 }
 
 // Components of a key name: "DB_PASSWORD" -> db, password; "PrivateKey" -> private, key.
-std::vector<std::string> KeyComponents(std::string_view key) {
-  std::vector<std::string> parts;
-  std::string cur;
+// The parts are views into `lower`, the key lower-cased (no allocation per part:
+// this runs for every key = value candidate).
+std::vector<std::string_view>& KeyComponents(std::string_view key, const std::string& lower,
+                                              std::vector<std::string_view>& parts) {
+  parts.clear();
+  size_t cur = 0, cur_len = 0;
   for (size_t i = 0; i < key.size(); ++i) {
     char c = key[i];
     bool sep = !(std::isalnum(static_cast<unsigned char>(c)));
     bool camel = i > 0 && std::isupper(static_cast<unsigned char>(c)) && std::islower(static_cast<unsigned char>(key[i - 1]));
-    if ((sep || camel) && !cur.empty()) {
-      parts.push_back(Lower(cur));
-      cur.clear();
+    if ((sep || camel) && cur_len) {
+      parts.push_back(std::string_view(lower).substr(cur, cur_len));
+      cur_len = 0;
     }
-    if (!sep) cur.push_back(c);
+    if (!sep) {
+      if (!cur_len) cur = i;
+      ++cur_len;
+    }
   }
-  if (!cur.empty()) parts.push_back(Lower(cur));
+  if (cur_len) parts.push_back(std::string_view(lower).substr(cur, cur_len));
   return parts;
 }
 
@@ -57,9 +66,11 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 
 // SecretKeyCategory says what a key name holds, or "" when it names no secret.
 std::string SecretKeyCategory(std::string_view key) {
-  std::vector<std::string> c = KeyComponents(key);
+  const std::string lower = Lower(key);
+  thread_local std::vector<std::string_view> parts;
+  const std::vector<std::string_view>& c = KeyComponents(key, lower, parts);
   if (c.empty()) return "";
-  static const std::set<std::string> kDeny = {
+  static const std::set<std::string, std::less<>> kDeny = {
       "uri", "url", "file", "path", "dir", "ttl", "length", "len", "size", "seconds", "secs", "timeout", "type",
       "name", "user", "username", "mode", "format", "expires", "expiry", "max", "min", "count", "enabled", "helper",
       "method", "store", "policy", "lifetime", "hash", "header", "field", "prefix", "endpoint", "host", "port",
@@ -67,16 +78,16 @@ std::string SecretKeyCategory(std::string_view key) {
       "algorithm", "algo", "provider", "issuer", "audience", "scope", "scopes", "level", "limit", "rotation",
       "days", "hours", "minutes", "interval", "retries", "enable", "disable", "check", "strength", "reset",
       "flag", "flags", "mask", "manager", "backend", "source", "sources", "output", "input"};
-  const std::string& last = c.back();
+  std::string_view last = c.back();
   if (kDeny.count(last)) return "";
   if (last == "id" && !(c.size() >= 2 && c[c.size() - 2] == "key")) return "";
-  static const std::set<std::string> kKeyQualifiers = {
+  static const std::set<std::string, std::less<>> kKeyQualifiers = {
       "api", "access", "secret", "private", "preshared", "account", "auth", "app", "nonce", "signing",
       "encryption", "master", "client", "license", "in", "service", "webhook", "restricted", "shared", "hmac",
       "crypt", "jwt", "session", "secure", "storage", "subscription", "consumer", "deploy", "admin", "rsa", "ssh"};
   std::string category;
   for (size_t i = 0; i < c.size(); ++i) {
-    const std::string& p = c[i];
+    std::string_view p = c[i];
     if (EndsWith(p, "password") || EndsWith(p, "passwd") || EndsWith(p, "pass") || p == "pwd" ||
         EndsWith(p, "passphrase") || p == "masterauth")
       return "password";
@@ -450,13 +461,50 @@ size_t FindByte(std::string_view t, char c, size_t pos, size_t end) {
   return p ? static_cast<size_t>(static_cast<const char*>(p) - t.data()) : end;
 }
 
-// ipv4: one to three digits, a '.', a digit.
+// FindAny: the first position in [pos, end) holding one of the N bytes, or end
+// (16 bytes at a time where SSE2 is there). With `fold`, the text byte is
+// OR-ed with 0x20 first, so a lower-case letter finds both cases.
+template <size_t N>
+size_t FindAny(std::string_view t, size_t pos, size_t end, const char (&set)[N], bool fold = false) {
+  const char* d = t.data();
+#ifdef __SSE2__
+  const __m128i case_bit = _mm_set1_epi8(fold ? 0x20 : 0);
+  __m128i want[N];
+  for (size_t k = 0; k < N; ++k) want[k] = _mm_set1_epi8(set[k]);
+  for (; pos + 16 <= end; pos += 16) {
+    __m128i v = _mm_or_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos)), case_bit);
+    __m128i hit = _mm_cmpeq_epi8(v, want[0]);
+    for (size_t k = 1; k < N; ++k) hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, want[k]));
+    if (int mask = _mm_movemask_epi8(hit)) return pos + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  for (; pos < end; ++pos) {
+    char c = fold ? static_cast<char>(d[pos] | 0x20) : d[pos];
+    for (size_t k = 0; k < N; ++k)
+      if (c == set[k]) return pos;
+  }
+  return end;
+}
+
+// ipv4: one to three digits and a '.', twice more, and a digit (an octet is
+// one to three digits, and each must reach its dot).
+bool DottedQuadAfter(std::string_view t, size_t c, size_t end) {
+  for (int dots = 1;; ++dots) {
+    size_t i = c + 1;
+    while (i < end && i - (c + 1) < 4 && IsDigitByte(t[i])) ++i;
+    size_t n = i - (c + 1);
+    if (n == 0) return false;
+    if (dots == 3) return true;
+    if (n > 3 || i >= end || t[i] != '.') return false;
+    c = i;
+  }
+}
 size_t IPv4Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   for (size_t c = FindByte(t, '.', pos, end); c < end; c = FindByte(t, '.', c + 1, end)) {
     if (c + 1 >= end || !IsDigitByte(t[c + 1])) continue;
     size_t s = c;
     while (s > pos && c - s < 3 && IsDigitByte(t[s - 1])) --s;
-    if (s < c) {
+    if (s < c && DottedQuadAfter(t, c, end)) {
       *skip = s + 1;
       return s;
     }
@@ -500,6 +548,12 @@ bool IsSchemeByte(char c) { return IsAlnumByte(c) || c == '+' || c == '.' || c =
 size_t UrlStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   for (size_t c = FindByte(t, ':', pos, end); c < end; c = FindByte(t, ':', c + 1, end)) {
     if (c + 2 >= end || t[c + 1] != '/' || t[c + 2] != '/') continue;
+    // "://" then [^\s/@'"]* and an '@' (the keyword; every URL rule's pattern holds it).
+    size_t a = c + 3;
+    while (a < end && t[a] != '@' && t[a] != '/' && t[a] != '\'' && t[a] != '"' && t[a] != ' ' && t[a] != '\t' &&
+           t[a] != '\n' && t[a] != '\r' && t[a] != '\f')
+      ++a;
+    if (a >= end || t[a] != '@') continue;
     size_t r = c;
     while (r > pos && IsSchemeByte(t[r - 1])) --r;
     while (r < c && !((t[r] | 0x20) >= 'a' && (t[r] | 0x20) <= 'z')) ++r;
@@ -510,11 +564,42 @@ size_t UrlStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   return end;
 }
 
+// mac: the whole shape: hex pairs joined by five of the same ':' or '-', or
+// three hex quads joined by '.'. Found from the separators: a start is two
+// bytes before a ':' or '-', or four before a '.' (in that order they ascend).
+size_t MacStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  auto hex2 = [&](size_t i) { return IsHexByte(t[i]) && IsHexByte(t[i + 1]); };
+  static constexpr char kSeparators[] = {':', '-', '.'};
+  for (size_t c = FindAny(t, pos + 2 <= end ? pos + 2 : end, end, kSeparators); c < end;
+       c = FindAny(t, c + 1, end, kSeparators)) {
+    char sep = t[c];
+    bool ok = false;
+    size_t s;
+    if (sep == ':' || sep == '-') {
+      s = c - 2;
+      if (s + 17 <= end && hex2(s)) {
+        ok = true;
+        for (size_t g = 1; g < 6 && ok; ++g) ok = hex2(s + 3 * g) && (g == 5 || t[s + 3 * g + 2] == sep);
+      }
+    } else {
+      if (c < pos + 4) continue;
+      s = c - 4;
+      ok = s + 14 <= end && hex2(s) && hex2(s + 2) && hex2(s + 5) && hex2(s + 7) && t[s + 9] == '.' &&
+           hex2(s + 10) && hex2(s + 12);
+    }
+    if (ok) {
+      *skip = s + 1;
+      return s;
+    }
+  }
+  return end;
+}
+
 // base64-value: [:=][ \t]*["']?[A-Za-z0-9+/_\-]{12,}: exactly where it can start.
 bool IsB64Byte(char c) { return IsAlnumByte(c) || c == '+' || c == '/' || c == '_' || c == '-'; }
 size_t Base64Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
-  for (size_t s = pos; s < end; ++s) {
-    if (t[s] != ':' && t[s] != '=') continue;
+  static constexpr char kSeparators[] = {':', '='};
+  for (size_t s = FindAny(t, pos, end, kSeparators); s < end; s = FindAny(t, s + 1, end, kSeparators)) {
     size_t i = s + 1;
     while (i < end && (t[i] == ' ' || t[i] == '\t')) ++i;
     if (i < end && (t[i] == '"' || t[i] == '\'')) ++i;
@@ -528,58 +613,68 @@ size_t Base64Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
 }
 
 // keyvalue-secret: (?i)(?:pass...|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)...).
-// Case-insensitive in RE2 means Unicode folding: 'k' is also U+212A and 's'
-// U+017F, so any non-ASCII byte on the way makes a position a candidate.
-// The key's tail runs to the first byte outside [A-Za-z0-9_.-], where the
-// separator must start; every key start in that run then fares the same.
+// Found from the separator: every match has a '=', ':' or quote that, back
+// over blanks and one quote, ends the run of [A-Za-z0-9_.-] the key is in;
+// the candidate is the first key word in that run, and when it fails every
+// key in the run does (they share the separator). Case-insensitive in RE2 means
+// Unicode folding ('k' is also U+212A, 's' U+017F): a run next to non-ASCII
+// bytes is read on over them and each position that can start a word is tried.
 bool IsKeyTailByte(char c) { return IsAlnumByte(c) || c == '_' || c == '.' || c == '-'; }
-size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+bool IsKeyFirstByte(char c) {
+  char lc = static_cast<char>(c | 0x20);
+  return lc == 'p' || lc == 's' || lc == 't' || lc == 'k' || lc == 'c' || lc == 'm';
+}
+// KeyWordAt: one of the key words starts at p and lies within [p, r).
+bool KeyWordAt(std::string_view t, size_t p, size_t r) {
   static constexpr std::string_view kWords[] = {"pass", "pwd", "secret", "token", "key", "salt", "sig",
                                                 "session", "sessid", "credential", "masterauth", "sid", "cookie"};
-  for (size_t s = pos; s < end; ++s) {
-    unsigned char c = static_cast<unsigned char>(t[s]);
-    if (c >= 0x80) {
-      if (c == 0xC5 || c == 0xE2) {
-        *skip = s + 1;
-        return s;
+  if (!IsKeyFirstByte(t[p])) return false;
+  for (std::string_view w : kWords) {
+    if (w.size() > r - p) continue;
+    size_t j = 0;
+    while (j < w.size() && static_cast<char>(t[p + j] | 0x20) == w[j]) ++j;
+    if (j == w.size()) return true;
+  }
+  return false;
+}
+size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  static constexpr char kSeparators[] = {'=', ':', '"', '\''};
+  size_t last_r = std::string_view::npos;
+  for (size_t q = FindAny(t, pos, end, kSeparators); q < end; q = FindAny(t, q + 1, end, kSeparators)) {
+    size_t r = q;
+    while (r > pos && (t[r - 1] == ' ' || t[r - 1] == '\t')) --r;
+    if (r > pos && (t[r - 1] == '"' || t[r - 1] == '\'')) --r;
+    if (r == pos || r == last_r) continue;  // no run, or this run was looked at from an earlier separator
+    last_r = r;
+    {
+      // The separator the pattern wants at r: an optional quote, blanks, then
+      // '=', ':', or a quote (and a ',' after blanks; ',' let through).
+      size_t i = r + (t[r] == '"' || t[r] == '\'');
+      while (i < end && (t[i] == ' ' || t[i] == '\t')) ++i;
+      if (i >= end || !(t[i] == '=' || t[i] == ':' || t[i] == ',' || t[i] == '"' || t[i] == '\'')) continue;
+    }
+    bool ascii = IsKeyTailByte(t[r - 1]);
+    if (!ascii && static_cast<unsigned char>(t[r - 1]) < 0x80) continue;
+    size_t rs = r;
+    while (rs > pos && IsKeyTailByte(t[rs - 1])) --rs;
+    if (rs > pos && static_cast<unsigned char>(t[rs - 1]) >= 0x80) ascii = false;
+    if (!ascii) {
+      while (rs > pos && (IsKeyTailByte(t[rs - 1]) || static_cast<unsigned char>(t[rs - 1]) >= 0x80)) --rs;
+      for (size_t p = rs; p < r; ++p) {
+        unsigned char c = static_cast<unsigned char>(t[p]);
+        if (c == 0xC5 || c == 0xE2 || (c < 0x80 && IsKeyFirstByte(t[p]))) {
+          *skip = p + 1;
+          return p;
+        }
       }
       continue;
     }
-    char lc = static_cast<char>(c | 0x20);
-    if (lc != 'p' && lc != 's' && lc != 't' && lc != 'k' && lc != 'c' && lc != 'm') continue;
-    bool word = false, unsure = false;
-    for (std::string_view w : kWords) {
-      if (w[0] != lc) continue;
-      size_t j = 0;
-      for (; j < w.size() && s + j < end; ++j) {
-        unsigned char x = static_cast<unsigned char>(t[s + j]);
-        if (x >= 0x80) {
-          unsure = true;
-          break;
-        }
-        if ((x | 0x20) != static_cast<unsigned char>(w[j])) break;
+    for (size_t p = rs; p < r; ++p) {
+      if (KeyWordAt(t, p, r)) {
+        *skip = r;
+        return p;
       }
-      if (j == w.size()) word = true;
-      if (word || unsure) break;
     }
-    if (unsure) {
-      *skip = s + 1;
-      return s;
-    }
-    if (!word) continue;
-    size_t r = s + 1;
-    while (r < end && IsKeyTailByte(t[r])) ++r;
-    if (r >= end) return end;
-    unsigned char x = static_cast<unsigned char>(t[r]);
-    if (x >= 0x80) {
-      *skip = s + 1;
-      return s;
-    }
-    if (x == '"' || x == '\'' || x == ' ' || x == '\t' || x == '=' || x == ':') {
-      *skip = r;
-      return s;
-    }
-    s = r;  // no separator after this run: no key in it matches (t[r] starts none)
   }
   return end;
 }
@@ -752,6 +847,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("mac", "mac", I, {"[0-9a-f]{2}[:-][0-9a-f]{2}[:-][0-9a-f]{2}", "[0-9a-f]{4}\\.[0-9a-f]{4}\\."},
                 R"((?i)[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})",
                 MacCheck));
+  r.back().candidates = MacStarts;
   std::string zone_alt = "internal|corp|local|lan|home\\.arpa|intranet|private";
   std::vector<std::string> zone_keywords = {"\\.internal", "\\.corp", "\\.local", "\\.lan", "\\.home\\.arpa",
                                             "\\.intranet", "\\.private"};

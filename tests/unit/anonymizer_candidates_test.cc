@@ -52,6 +52,10 @@ std::vector<std::string> Samples() {
       "paſſword=hunter2hunter2 toKen=abcdefgh12345678 \xE2\x84\xAA" "ey: value123456789 sid=\"x\"\n",
       "masterauth yes\ncookie, 'x'\npass\t= 'quoted value'\nsessionid=>abc123def456\nsig := zz\n",
       "keykeykeykeykeykey keykey=keykey.key-key_key: x\nmac 00:1a:2b:3c:4d:5e\n",
+      "key\" = x1234567890abc secret' ,'abcdefgh12' 'password' => 'abcd1234' x.token.value :=abc123abc123\n",
+      "db-pass\t:\t'p4ssw0rd!' api_key\"\"=zz cookie \"=\" sid\t,\"abcdefgh1234\" clé_secret=Zx81kq0Pz19a\n",
+      "pa\xC5\xBFs=abcdefgh12 to\xE2\x84\xAA" "en='abcdefgh1' \xC3\xA9key=abcdefghijk1 0a-1b-2c-3d-4e-5f 0a1b.2c3d.4e5f\n",
+      "ftp://user:pa55word@host.example.com/x git+ssh://tok@gitlab.example.net a://@b\n",
   };
   std::vector<std::string> out = seeds;
   for (const std::string& c : CorpusTexts()) out.push_back(c);
