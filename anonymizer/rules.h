@@ -32,6 +32,12 @@ namespace warden::anonymizer {
 // unanchored search finds; tests/unit/anonymizer_candidates_test.cc holds each
 // finder to that.
 using Candidates = size_t (*)(std::string_view text, size_t pos, size_t end, size_t* skip);
+// AnchoredMatch, when a rule has it (with candidates), stands in for RE2 at a
+// candidate: the pattern's leftmost-first match starting at `s` within [s, end),
+// as [*mb, *me) and its group 1 as [*gb, *ge); false when there is none. Held
+// to RE2 by the same test as the finders.
+using AnchoredMatch = bool (*)(std::string_view text, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb,
+                               size_t* ge);
 
 // Check may reject a candidate (return false) or adjust [*b, *e). It sees the
 // whole text, so it can look at the context around the candidate.
@@ -48,6 +54,7 @@ struct Rule {
   bool multiline = false;
   bool base64_candidate = false;  // candidates are decoded and searched again, not reported as such
   Candidates candidates = nullptr;
+  AnchoredMatch anchored = nullptr;
 };
 
 class RuleEngine final : public SpanSource {

@@ -499,6 +499,36 @@ bool DottedQuadAfter(std::string_view t, size_t c, size_t end) {
     c = i;
   }
 }
+// The whole ipv4 match at s, without RE2: each octet's alternatives
+// 25[0-5] | 2[0-4][0-9] | 1[0-9][0-9] | [1-9]?[0-9] are tried in the
+// pattern's order (the greedy ? first), backtracking as RE2's leftmost-first
+// match would; the last octet takes the first alternative that fits.
+size_t IPv4OctetsFrom(std::string_view t, size_t p, size_t end, int octet) {
+  auto digit = [&](size_t i, char lo, char hi) { return i < end && t[i] >= lo && t[i] <= hi; };
+  size_t lengths[5];
+  int n = 0;
+  if (digit(p, '2', '2') && digit(p + 1, '5', '5') && digit(p + 2, '0', '5')) lengths[n++] = 3;
+  if (digit(p, '2', '2') && digit(p + 1, '0', '4') && digit(p + 2, '0', '9')) lengths[n++] = 3;
+  if (digit(p, '1', '1') && digit(p + 1, '0', '9') && digit(p + 2, '0', '9')) lengths[n++] = 3;
+  if (digit(p, '1', '9') && digit(p + 1, '0', '9')) lengths[n++] = 2;
+  if (digit(p, '0', '9')) lengths[n++] = 1;
+  for (int k = 0; k < n; ++k) {
+    size_t q = p + lengths[k];
+    if (octet == 3) return q;
+    if (q < end && t[q] == '.') {
+      size_t r = IPv4OctetsFrom(t, q + 1, end, octet + 1);
+      if (r != std::string_view::npos) return r;
+    }
+  }
+  return std::string_view::npos;
+}
+bool IPv4Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  size_t e = IPv4OctetsFrom(t, s, end, 0);
+  if (e == std::string_view::npos) return false;
+  *mb = *gb = s;
+  *me = *ge = e;
+  return true;
+}
 size_t IPv4Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   for (size_t c = FindByte(t, '.', pos, end); c < end; c = FindByte(t, '.', c + 1, end)) {
     if (c + 1 >= end || !IsDigitByte(t[c + 1])) continue;
@@ -524,6 +554,49 @@ size_t IPv6Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
     return s;
   }
   return end;
+}
+
+// The whole ipv6 match at s, without RE2. (?:[0-9a-f]{0,4}:){2,7} has one way
+// through each group (the hex run up to its ':', at most four), and greedy
+// repetition takes as many groups as there are, up to seven; then the optional
+// tail, first alternative first: a dotted quad of one-to-three-digit parts,
+// else one to four hex digits, else nothing.
+bool IPv6Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  size_t i = s;
+  int groups = 0;
+  while (groups < 7) {
+    size_t j = i;
+    while (j < end && j - i < 5 && IsHexByte(t[j])) ++j;
+    if (j - i > 4 || j >= end || t[j] != ':') break;
+    i = j + 1;
+    ++groups;
+  }
+  if (groups < 2) return false;
+  // (?:[0-9]{1,3}\.){3}[0-9]{1,3}
+  size_t q = i;
+  bool quad = true;
+  for (int part = 0; part < 4 && quad; ++part) {
+    size_t j = q;
+    while (j < end && j - q < 4 && IsDigitByte(t[j])) ++j;
+    size_t n = j - q;
+    if (part < 3) {
+      quad = n >= 1 && n <= 3 && j < end && t[j] == '.';
+      q = j + 1;
+    } else {
+      quad = n >= 1;
+      q += std::min<size_t>(n, 3);
+    }
+  }
+  if (quad) {
+    i = q;
+  } else {
+    size_t j = i;
+    while (j < end && j - i < 4 && IsHexByte(t[j])) ++j;
+    i = j;
+  }
+  *mb = *gb = s;
+  *me = *ge = i;
+  return true;
 }
 
 // email: [A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9]...: every start before one
@@ -610,6 +683,24 @@ size_t Base64Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
     return s;
   }
   return end;
+}
+// The whole base64-value match at s, without RE2: the pattern has one way to
+// match (blanks and the quote are not base64 bytes; {12,} and ={0,2} are greedy
+// with nothing after them).
+bool Base64Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  if (s >= end || (t[s] != ':' && t[s] != '=')) return false;
+  size_t i = s + 1;
+  while (i < end && (t[i] == ' ' || t[i] == '\t')) ++i;
+  if (i < end && (t[i] == '"' || t[i] == '\'')) ++i;
+  size_t g = i;
+  while (i < end && IsB64Byte(t[i])) ++i;
+  if (i - g < 12) return false;
+  for (int pad = 0; pad < 2 && i < end && t[i] == '='; ++pad) ++i;
+  *mb = s;
+  *me = i;
+  *gb = g;
+  *ge = i;
+  return true;
 }
 
 // keyvalue-secret: (?i)(?:pass...|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)...).
@@ -827,6 +918,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   Rule b64 = R("base64-value", "encoded_secret", S, {R"([:=][ \t]*["']?[A-Za-z0-9+/_\-]{12})"}, R"([:=][ \t]*["']?([A-Za-z0-9+/_\-]{12,}={0,2}))", Base64Shape, 2);
   b64.base64_candidate = true;
   b64.candidates = Base64Starts;
+  b64.anchored = Base64Match;
   r.push_back(b64);
 
   // ---------------------------------------------------------------- identifiers
@@ -841,9 +933,11 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 R"((?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})",
                 IPv4Check));
   r.back().candidates = IPv4Starts;
+  r.back().anchored = IPv4Match;
   r.push_back(R("ipv6", "ip", I, {"[0-9]*[a-f][0-9a-f]*:[0-9a-f]{0,4}:", "[0-9a-f]:[0-9]*[a-f][0-9a-f]*:", "::[0-9a-f]", "[0-9a-f]::", "::ffff:"},
                 R"((?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?)", IPv6Check));
   r.back().candidates = IPv6Starts;
+  r.back().anchored = IPv6Match;
   r.push_back(R("mac", "mac", I, {"[0-9a-f]{2}[:-][0-9a-f]{2}[:-][0-9a-f]{2}", "[0-9a-f]{4}\\.[0-9a-f]{4}\\."},
                 R"((?i)[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})",
                 MacCheck));

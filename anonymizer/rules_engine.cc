@@ -74,7 +74,18 @@ void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t e
       size_t skip = 0;
       size_t s = candidates(text, pos, end, &skip);
       if (s >= end) break;
-      if (!re.Match(input, s, end, RE2::ANCHOR_START, m, groups + 1)) {
+      bool found;
+      if (rule.anchored) {
+        size_t mb, me, gb, ge;
+        found = rule.anchored(text, s, end, &mb, &me, &gb, &ge);
+        if (found) {
+          m[0] = re2::StringPiece(input.data() + mb, me - mb);
+          m[1] = re2::StringPiece(input.data() + gb, ge - gb);
+        }
+      } else {
+        found = re.Match(input, s, end, RE2::ANCHOR_START, m, groups + 1);
+      }
+      if (!found) {
         pos = std::max(skip, s + 1);
         continue;
       }
