@@ -34,10 +34,11 @@ namespace warden::anonymizer {
 using Candidates = size_t (*)(std::string_view text, size_t pos, size_t end, size_t* skip);
 // AnchoredMatch, when a rule has it (with candidates), stands in for RE2 at a
 // candidate: the pattern's leftmost-first match starting at `s` within [s, end),
-// as [*mb, *me) and its group 1 as [*gb, *ge); false when there is none. Held
-// to RE2 by the same test as the finders.
-using AnchoredMatch = bool (*)(std::string_view text, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb,
-                               size_t* ge);
+// as [*mb, *me) and its group 1 as [*gb, *ge): 1 when there is one, 0 when there
+// is none, -1 when it cannot tell (RE2 decides). Held to RE2 by the same test as
+// the finders.
+using AnchoredMatch = int (*)(std::string_view text, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb,
+                              size_t* ge);
 
 // Check may reject a candidate (return false) or adjust [*b, *e). It sees the
 // whole text, so it can look at the context around the candidate.

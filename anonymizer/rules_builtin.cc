@@ -522,7 +522,7 @@ size_t IPv4OctetsFrom(std::string_view t, size_t p, size_t end, int octet) {
   }
   return std::string_view::npos;
 }
-bool IPv4Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+int IPv4Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
   size_t e = IPv4OctetsFrom(t, s, end, 0);
   if (e == std::string_view::npos) return false;
   *mb = *gb = s;
@@ -561,7 +561,7 @@ size_t IPv6Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
 // repetition takes as many groups as there are, up to seven; then the optional
 // tail, first alternative first: a dotted quad of one-to-three-digit parts,
 // else one to four hex digits, else nothing.
-bool IPv6Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+int IPv6Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
   size_t i = s;
   int groups = 0;
   while (groups < 7) {
@@ -687,7 +687,7 @@ size_t Base64Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
 // The whole base64-value match at s, without RE2: the pattern has one way to
 // match (blanks and the quote are not base64 bytes; {12,} and ={0,2} are greedy
 // with nothing after them).
-bool Base64Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+int Base64Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
   if (s >= end || (t[s] != ':' && t[s] != '=')) return false;
   size_t i = s + 1;
   while (i < end && (t[i] == ' ' || t[i] == '\t')) ++i;
@@ -728,6 +728,45 @@ bool KeyWordAt(std::string_view t, size_t p, size_t r) {
   }
   return false;
 }
+// The whole keyvalue-secret match at s, without RE2, for ASCII text (-1 on a
+// non-ASCII byte where case folding could matter). The key's run ends where the
+// separator group starts, whatever word matched; the group: an optional quote
+// (tried taken first), blanks, then =>, :=, =, :, or a quote, blanks and ',', in
+// that order, then blanks.
+int KeyValueMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  if (s >= end) return 0;
+  for (size_t i = s; i < end && i < s + 10; ++i)
+    if (static_cast<unsigned char>(t[i]) >= 0x80) return -1;  // within the longest key word
+  if (!KeyWordAt(t, s, std::min(end, s + 10))) return 0;
+  size_t r = s;
+  while (r < end && IsKeyTailByte(t[r])) ++r;
+  if (r < end && static_cast<unsigned char>(t[r]) >= 0x80) return -1;
+  auto blanks = [&](size_t i) {
+    while (i < end && (t[i] == ' ' || t[i] == '\t')) ++i;
+    return i;
+  };
+  auto quote = [&](size_t i) { return i < end && (t[i] == '"' || t[i] == '\''); };
+  // The alternatives at i, in order: the end of the one that matches, or npos.
+  auto separator = [&](size_t i) -> size_t {
+    if (i + 1 < end && t[i] == '=' && t[i + 1] == '>') return i + 2;
+    if (i + 1 < end && t[i] == ':' && t[i + 1] == '=') return i + 2;
+    if (i < end && (t[i] == '=' || t[i] == ':')) return i + 1;
+    if (quote(i)) {
+      size_t j = blanks(i + 1);
+      if (j < end && t[j] == ',') return j + 1;
+    }
+    return std::string_view::npos;
+  };
+  size_t after = std::string_view::npos;
+  if (quote(r)) after = separator(blanks(r + 1));
+  if (after == std::string_view::npos) after = separator(blanks(r));
+  if (after == std::string_view::npos) return 0;
+  *mb = s;
+  *gb = r;
+  *me = *ge = blanks(after);
+  return 1;
+}
+
 size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   static constexpr char kSeparators[] = {'=', ':', '"', '\''};
   size_t last_r = std::string_view::npos;
@@ -871,6 +910,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 R"((?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|salt|sig(?:nature)?|session(?:id)?|sessid|credentials?|masterauth|sid|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)[ \t]*))",
                 KeyValue));
   r.back().candidates = KeyValueStarts;
+  r.back().anchored = KeyValueMatch;
   r.push_back(R("cli-password-flag", "password", S,
                 {"-(?:password|passwd|pass|requirepass|db-password|dbpass|token|api-key|apikey|secret|auth-token)[ \\t]+[^\\s-]"},
                 R"((?:^|[ \t])--?(?:password|passwd|pass|requirepass|db-password|dbpass|token|api-key|apikey|secret|auth-token)[ \t]+('[^'\n]*'|"[^"\n]*"|[^\s'"-][^\s]*))",

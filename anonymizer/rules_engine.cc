@@ -74,15 +74,13 @@ void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t e
       size_t skip = 0;
       size_t s = candidates(text, pos, end, &skip);
       if (s >= end) break;
-      bool found;
-      if (rule.anchored) {
-        size_t mb, me, gb, ge;
-        found = rule.anchored(text, s, end, &mb, &me, &gb, &ge);
-        if (found) {
-          m[0] = re2::StringPiece(input.data() + mb, me - mb);
-          m[1] = re2::StringPiece(input.data() + gb, ge - gb);
-        }
-      } else {
+      size_t mb, me, gb, ge;
+      int known = rule.anchored ? rule.anchored(text, s, end, &mb, &me, &gb, &ge) : -1;
+      bool found = known > 0;
+      if (found) {
+        m[0] = re2::StringPiece(input.data() + mb, me - mb);
+        m[1] = re2::StringPiece(input.data() + gb, ge - gb);
+      } else if (known < 0) {
         found = re.Match(input, s, end, RE2::ANCHOR_START, m, groups + 1);
       }
       if (!found) {

@@ -57,6 +57,7 @@ std::vector<std::string> Samples() {
       "pa\xC5\xBFs=abcdefgh12 to\xE2\x84\xAA" "en='abcdefgh1' \xC3\xA9key=abcdefghijk1 0a-1b-2c-3d-4e-5f 0a1b.2c3d.4e5f\n",
       "ftp://user:pa55word@host.example.com/x git+ssh://tok@gitlab.example.net a://@b\n",
       "1:2:3:4:5:6:7:8:9 a::1.2.3.4 ::ffff:1.2.3.4444 1:2::12345 abcd:ef01::1.2.3 ::ABCD:ef 1:22222:3 ::1.2.3.4.5\n",
+      "token\" ,x key=>v pass :=  v1234567 key'\"=abc secret\" \t, y pwd\t\t:\t\tzz SESSION_ID=abc token'\n",
       "256.1.1.1 1.256.1.1 1.1.1.256 25.5.5.5 250.249.199.99 0.0.0.0 00.1.2.3 1.2.3.04 199.1.1.1999 9.9.9.9:80\n",
   };
   std::vector<std::string> out = seeds;
