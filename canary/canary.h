@@ -72,8 +72,9 @@ class Guard {
   // Next returns the canary for the next inline use, cycling through the catalog.
   const Canary& Next();
   // Check is the last line of defence: it scans text about to leave for any
-  // canary's sensitive value. On a hit it halts and returns FailedPrecondition.
-  Status Check(std::string_view sanitized);
+  // canary's sensitive value and returns FailedPrecondition naming the family.
+  // It does not halt: the caller halts and records the halt in one step.
+  Status Check(std::string_view sanitized) const;
 
   // Halted returns the halt as a refusal for every later call, or OK.
   Status Halted() const;
