@@ -134,23 +134,24 @@ json::object Pipeline::Refusal(const CallInfo& call, const Status& why, anonymiz
   return ErrorResult(call.tool + " refused: " + SanitizeText(why.message(), tokens));
 }
 
-Result<std::string> Pipeline::AnonymizeWithCanary(const std::string& text, const canary::Canary& canary,
+Result<std::string> Pipeline::AnonymizeWithCanary(std::string text, const canary::Canary& canary,
                                                   anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
                                                   canary::Verdict* verdict, anonymizer::StageReport* report) const {
-  // A blank line keeps the canary out of the output's last line; it still goes
+  // `text` is taken by value and the canary appended to it in place (outputs are
+  // large). A blank line keeps the canary out of the output's last line; it still goes
   // through every source of the anonymizer together with the output, so a
   // layer that the output talks out of redacting misses the canary too.
-  std::string input = text;
-  input.append("\n\n");
-  const size_t at = input.size();
-  input.append(canary.text).append("\n");
-  Result<anonymizer::Sanitized> checked = anonymizer_.AnonymizeChecked(input, tokens, report);
+  const size_t end_of_text = text.size();
+  text.append("\n\n");
+  const size_t at = text.size();
+  text.append(canary.text).append("\n");
+  Result<anonymizer::Sanitized> checked = anonymizer_.AnonymizeChecked(text, tokens, report);
   if (!checked.ok()) return checked.status();
   anonymizer::Sanitized& a = checked.value();
   *verdict = canary::Verify(canary, at, a);
   for (const anonymizer::Span& sp : a.spans)
-    if (sp.begin < text.size()) ++(*counts)[sp.category];
-  a.text.resize(anonymizer::OutputOffset(a, text.size()));
+    if (sp.begin < end_of_text) ++(*counts)[sp.category];
+  a.text.resize(anonymizer::OutputOffset(a, end_of_text));
   return std::move(a.text);
 }
 

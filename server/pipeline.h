@@ -69,7 +69,7 @@ class Pipeline {
                          canary::Verdict* canary, anonymizer::StageReport* report) const;
   // AnonymizeWithCanary anonymizes `text` with `canary` appended (layers 1 and 2), checks the
   // canary and returns the sanitized text without it; `counts` gets the spans of `text` only.
-  Result<std::string> AnonymizeWithCanary(const std::string& text, const canary::Canary& canary,
+  Result<std::string> AnonymizeWithCanary(std::string text, const canary::Canary& canary,
                                           anonymizer::TokenMap& tokens, std::map<std::string, int>* counts,
                                           canary::Verdict* verdict, anonymizer::StageReport* report) const;
   std::string SanitizeText(std::string_view text, anonymizer::TokenMap& tokens) const;
