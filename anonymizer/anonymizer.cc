@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <set>
+#include <unordered_set>
 
 #include "anonymizer/crypto_pan.h"
 #include "anonymizer/iac.h"
@@ -49,13 +50,21 @@ TokenMap::~TokenMap() {
 }
 
 std::string TokenMap::Tokenize(std::string_view prefix, std::string_view value) {
-  std::string key;
-  key.reserve(prefix.size() + 1 + value.size());
-  key.append(prefix).push_back('\0');
+  std::string token;
+  AppendToken(prefix, value, &token);
+  return token;
+}
+
+void TokenMap::AppendToken(std::string_view prefix, std::string_view value, std::string* out) {
+  thread_local std::string key;  // reused: no allocation per identifier
+  key.assign(prefix).push_back('\0');
   key.append(value);
   std::lock_guard<std::mutex> lock(mu_);
   auto it = forward_.find(key);
-  if (it != forward_.end()) return it->second;
+  if (it != forward_.end()) {
+    out->append(it->second);
+    return;
+  }
   std::string token;
   if (ip_mode_ == IpMode::kPrefixPreserving && prefix == "IP") {
     // A CIDR's address part is pseudonymized; "/24" stays.
@@ -63,9 +72,9 @@ std::string TokenMap::Tokenize(std::string_view prefix, std::string_view value) 
     if (p && !reverse_.count(*p)) token = *p;
   }
   if (token.empty()) token = "[" + std::string(prefix) + "_" + std::to_string(++next_[std::string(prefix)]) + "]";
-  forward_.emplace(std::move(key), token);
-  reverse_.emplace(token, std::string(value));
-  return token;
+  out->append(token);
+  forward_.emplace(key, token);
+  reverse_.emplace(std::move(token), std::string(value));
 }
 
 std::optional<std::string> TokenMap::Resolve(std::string_view token) const {
@@ -84,82 +93,106 @@ size_t TokenMap::size() const {
   return reverse_.size();
 }
 
+std::string_view InternName(std::string_view name) {
+  static std::mutex mu;
+  // Never destroyed: views of it may be held until the process ends. Nodes do
+  // not move, so a view stays valid as the set grows.
+  static auto* names = new std::unordered_set<std::string>();
+  std::lock_guard<std::mutex> lock(mu);
+  return *names->emplace(name).first;
+}
+
 namespace {
+// Wins: `a` is kept over `b` when they overlap. Secrets beat identifiers, then
+// priority, then length, then the earlier span; names break the last ties so
+// the outcome never depends on the order the rules reported in.
+bool Wins(const Span& a, const Span& b) {
+  if (a.kind != b.kind) return a.kind == Kind::kSecret;
+  if (a.priority != b.priority) return a.priority > b.priority;
+  if (a.length() != b.length()) return a.length() > b.length();
+  if (a.begin != b.begin) return a.begin < b.begin;
+  if (a.category != b.category) return a.category < b.category;
+  return a.rule < b.rule;
+}
+
 // MergeSecrets turns each group of overlapping secret spans into one span over
 // their union, named by its best member (priority, then length). A secret rule
 // that wins an overlap must not un-redact what another secret rule found: a
 // base64 rule that takes the first 12 characters of a password would otherwise
-// leave the rest of it in the clear.
-void MergeSecrets(std::vector<Span>* spans) {
-  std::vector<uint32_t> secrets;
-  for (size_t i = 0; i < spans->size(); ++i)
-    if ((*spans)[i].kind == Kind::kSecret && (*spans)[i].end > (*spans)[i].begin) secrets.push_back(static_cast<uint32_t>(i));
-  if (secrets.size() < 2) return;
-  std::sort(secrets.begin(), secrets.end(), [&](uint32_t x, uint32_t y) { return (*spans)[x].begin < (*spans)[y].begin; });
-  std::vector<bool> drop(spans->size(), false);
-  std::vector<Span> merged;
-  for (size_t i = 0; i < secrets.size();) {
-    size_t j = i + 1;
-    size_t end = (*spans)[secrets[i]].end;
-    uint32_t best = secrets[i];
-    for (; j < secrets.size() && (*spans)[secrets[j]].begin < end; ++j) {
-      const Span& s = (*spans)[secrets[j]];
-      end = std::max(end, s.end);
-      const Span& b = (*spans)[best];
-      if (s.priority > b.priority || (s.priority == b.priority && s.length() > b.length())) best = secrets[j];
+// leave the rest of it in the clear. `c` is in begin order; so is the result.
+void MergeSecrets(std::vector<Span>* c) {
+  std::vector<Span> out;
+  out.reserve(c->size());
+  const size_t n = c->size();
+  std::vector<bool> used(n, false);
+  for (size_t i = 0; i < n; ++i) {
+    if (used[i]) continue;
+    Span s = (*c)[i];
+    if (s.kind == Kind::kSecret) {
+      size_t end = s.end;
+      Span best = s;
+      for (size_t j = i + 1; j < n && (*c)[j].begin < end; ++j) {
+        const Span& o = (*c)[j];
+        if (o.kind != Kind::kSecret) continue;
+        used[j] = true;
+        end = std::max(end, o.end);
+        if (o.priority > best.priority || (o.priority == best.priority && o.length() > best.length())) best = o;
+      }
+      best.begin = s.begin;
+      best.end = end;
+      s = best;
     }
-    if (j - i > 1) {
-      Span u = (*spans)[best];
-      u.begin = (*spans)[secrets[i]].begin;
-      u.end = end;
-      for (size_t k = i; k < j; ++k) drop[secrets[k]] = true;
-      merged.push_back(std::move(u));
-    }
-    i = j;
+    out.push_back(s);  // a merged span starts where its first member does: still in begin order
   }
-  if (merged.empty()) return;
-  size_t w = 0;
-  for (size_t i = 0; i < spans->size(); ++i) {
-    if (drop[i]) continue;
-    if (w != i) (*spans)[w] = std::move((*spans)[i]);  // never move a span onto itself
-    ++w;
+  *c = std::move(out);
+}
+
+// ResolveCluster keeps the winners of spans that overlap one another
+// (transitively) and appends them to `kept` in begin order. `c` is in begin order.
+void ResolveCluster(std::vector<Span>* c, std::vector<Span>* kept) {
+  MergeSecrets(c);
+  std::sort(c->begin(), c->end(), Wins);
+  std::vector<std::pair<size_t, size_t>> taken;  // kept [begin, end), sorted, non-overlapping
+  const size_t first = kept->size();
+  for (const Span& s : *c) {
+    auto next = std::lower_bound(taken.begin(), taken.end(), std::make_pair(s.begin, size_t{0}));
+    if (next != taken.end() && next->first < s.end) continue;
+    if (next != taken.begin() && std::prev(next)->second > s.begin) continue;
+    taken.insert(next, {s.begin, s.end});
+    kept->push_back(s);
   }
-  spans->resize(w);
-  for (Span& m : merged) spans->push_back(std::move(m));
+  // Kept spans do not overlap and are non-empty: their begins are distinct.
+  std::sort(kept->begin() + static_cast<std::ptrdiff_t>(first), kept->end(),
+            [](const Span& a, const Span& b) { return a.begin < b.begin; });
 }
 }  // namespace
 
+// Spans that overlap nothing (most of them) are kept as they are; each group
+// of spans that overlap one another is resolved on its own, which gives what
+// resolving all spans at once would give: a kept span only ever excludes spans
+// that overlap it, and those are in its group.
 std::vector<Span> ResolveSpans(std::vector<Span> spans) {
-  MergeSecrets(&spans);
-  // Priority order decides who wins an overlap; the survivors are then put back
-  // in text order. Indexes are sorted, not the spans (each holds two strings).
-  std::vector<uint32_t> order(spans.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<uint32_t>(i);
-  std::sort(order.begin(), order.end(), [&](uint32_t x, uint32_t y) {
-    const Span& a = spans[x];
-    const Span& b = spans[y];
-    if (a.kind != b.kind) return a.kind == Kind::kSecret;
-    if (a.priority != b.priority) return a.priority > b.priority;
-    if (a.length() != b.length()) return a.length() > b.length();
-    if (a.begin != b.begin) return a.begin < b.begin;
-    return a.category < b.category;
-  });
-  std::map<size_t, size_t> taken;  // begin -> end of the spans kept so far, non-overlapping
-  std::vector<uint32_t> kept_index;
-  for (uint32_t i : order) {
-    const Span& s = spans[i];
-    if (s.end <= s.begin) continue;
-    auto next = taken.lower_bound(s.begin);  // first kept span starting at or after s.begin
-    if (next != taken.end() && next->first < s.end) continue;
-    if (next != taken.begin() && std::prev(next)->second > s.begin) continue;
-    taken.emplace(s.begin, s.end);
-    kept_index.push_back(i);
-  }
-  // Kept spans do not overlap and are non-empty: their begins are distinct.
-  std::sort(kept_index.begin(), kept_index.end(), [&](uint32_t x, uint32_t y) { return spans[x].begin < spans[y].begin; });
+  spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& s) { return s.end <= s.begin; }), spans.end());
+  const size_t n = spans.size();
+  std::vector<std::pair<size_t, uint32_t>> order(n);  // (begin, index): a total order, so the result is deterministic
+  for (size_t i = 0; i < n; ++i) order[i] = {spans[i].begin, static_cast<uint32_t>(i)};
+  std::sort(order.begin(), order.end());
   std::vector<Span> kept;
-  kept.reserve(kept_index.size());
-  for (uint32_t i : kept_index) kept.push_back(std::move(spans[i]));
+  kept.reserve(n);
+  std::vector<Span> cluster;
+  for (size_t i = 0; i < n;) {
+    size_t j = i + 1;
+    size_t end = spans[order[i].second].end;
+    for (; j < n && spans[order[j].second].begin < end; ++j) end = std::max(end, spans[order[j].second].end);
+    if (j == i + 1) {
+      kept.push_back(spans[order[i].second]);
+    } else {
+      cluster.clear();
+      for (size_t k = i; k < j; ++k) cluster.push_back(spans[order[k].second]);
+      ResolveCluster(&cluster, &kept);
+    }
+    i = j;
+  }
   return kept;
 }
 
@@ -230,7 +263,7 @@ std::vector<Span> Anonymizer::FindLayer1(std::string_view text) const {
     static const std::set<std::string_view> kPropagate = {"username", "person", "ssid"};
     if (sp.kind != Kind::kIdentifier || sp.length() < 5 || !kPropagate.count(sp.category)) continue;
     std::string v(text.substr(sp.begin, sp.length()));
-    if (v.find('\n') == std::string::npos) learned[sp.category].push_back(std::move(v));
+    if (v.find('\n') == std::string::npos) learned[std::string(sp.category)].push_back(std::move(v));
   }
   if (!learned.empty()) MakeDictionarySource(learned)->Find(text, &found);
   DropKept(text, &found);
@@ -241,19 +274,37 @@ Sanitized Anonymizer::Rewrite(std::string_view text, std::vector<Span> found, To
   Sanitized out;
   out.spans = ResolveSpans(std::move(found));
   out.text.reserve(text.size());
+  out.output_ranges.reserve(out.spans.size());
+  // Per (category, kind): its placeholder or token prefix, and how many spans
+  // it replaced. A handful of categories per text: a short list beats a map.
+  struct Name {
+    std::string_view category;
+    Kind kind;
+    std::string replacement;
+    int count = 0;
+  };
+  std::vector<Name> names;
+  auto name_of = [&](const Span& s) -> Name& {
+    for (Name& n : names)
+      if (n.kind == s.kind && n.category == s.category) return n;
+    names.push_back({s.category, s.kind, s.kind == Kind::kSecret ? SecretPlaceholder(s.category) : TokenPrefix(s.category)});
+    return names.back();
+  };
   size_t pos = 0;
   for (const Span& s : out.spans) {
     out.text.append(text.substr(pos, s.begin - pos));
     size_t replaced_at = out.text.size();
+    Name& n = name_of(s);
     if (s.kind == Kind::kSecret)
-      out.text.append(SecretPlaceholder(s.category));
+      out.text.append(n.replacement);
     else
-      out.text.append(tokens.Tokenize(TokenPrefix(s.category), text.substr(s.begin, s.length())));
+      tokens.AppendToken(n.replacement, text.substr(s.begin, s.length()), &out.text);
     out.output_ranges.emplace_back(replaced_at, out.text.size());
-    ++out.counts[s.category];
+    ++n.count;
     pos = s.end;
   }
   out.text.append(text.substr(pos));
+  for (const Name& n : names) out.counts[std::string(n.category)] += n.count;
   return out;
 }
 

@@ -31,15 +31,23 @@ namespace warden::anonymizer {
 
 enum class Kind { kSecret, kIdentifier };
 
+// Category and rule are names, never text: string literals or InternName()
+// views, which live as long as the process (a Span outlives the anonymizer
+// that found it). A Span is copied freely, so it holds no strings of its own.
 struct Span {
   size_t begin = 0;
-  size_t end = 0;           // exclusive
+  size_t end = 0;                 // exclusive
   Kind kind = Kind::kSecret;
-  std::string category;     // "private_key", "password", "ip", "email", ...
-  std::string rule;         // which rule found it (for --explain; never the value)
-  int priority = 0;         // higher wins an overlap before length does (a more specific rule)
+  std::string_view category;      // "private_key", "password", "ip", "email", ...
+  std::string_view rule;          // which rule found it (for --explain; never the value)
+  int priority = 0;               // higher wins an overlap before length does (a more specific rule)
   size_t length() const { return end - begin; }
 };
+
+// InternName returns a view of a copy of `name` that lives as long as the
+// process: for rule and category names built at run time (config patterns,
+// dictionary categories). Names only, a bounded set; never text.
+std::string_view InternName(std::string_view name);
 
 // Placeholder prefix for a category: identifiers get numbered tokens
 // ("IP" -> [IP_3]); secrets get a fixed irreversible marker ([PRIVKEY_REDACTED]).
@@ -62,6 +70,8 @@ class TokenMap {
 
   // Tokenize returns the session's token for (prefix, value), creating it on first sight.
   std::string Tokenize(std::string_view prefix, std::string_view value);
+  // AppendToken is Tokenize appending the token to `out` (the rewrite's path).
+  void AppendToken(std::string_view prefix, std::string_view value, std::string* out);
   // Resolve returns the real value of a token (or pseudonym) this session issued, or nullopt.
   std::optional<std::string> Resolve(std::string_view token) const;
   size_t size() const;

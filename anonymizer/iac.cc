@@ -58,7 +58,7 @@ class DictionarySource final : public SpanSource {
     std::string alt;
     for (const auto& [t, category] : all) {
       if (category_.count(t)) continue;
-      category_[t] = category;
+      category_[t] = InternName(category);
       order_.push_back(t);
       alt += (alt.empty() ? "" : "|") + RE2::QuoteMeta(t);
     }
@@ -127,14 +127,14 @@ class DictionarySource final : public SpanSource {
     bool left = b == 0 || !IsWordByte(text[b - 1]);
     bool right = e >= text.size() || !IsWordByte(text[e]);
     if (!left || !right) return b + 1;
-    out->push_back({b, e, Kind::kIdentifier, category_.at(std::string(text.substr(b, n))), "dictionary", 0});
+    out->push_back({b, e, Kind::kIdentifier, category_.find(text.substr(b, n))->second, "dictionary", 0});
     return e > b ? e : e + 1;
   }
 
   std::vector<std::string> order_;  // the terms in alternation order: longest first
   std::vector<uint32_t> by_first_byte_[256];  // indexes into order_, ascending
   uint64_t pairs_[65536 / 64] = {};           // the first two bytes of the terms (any second byte for a 1-byte term)
-  std::map<std::string, std::string> category_;
+  std::map<std::string, std::string_view, std::less<>> category_;  // term -> interned category
   std::unique_ptr<RE2> re_;
 };
 

@@ -76,6 +76,7 @@ class RuleEngine final : public SpanSource {
 
   std::vector<Rule> rules_;
   std::vector<std::unique_ptr<RE2>> compiled_;
+  std::vector<std::pair<std::string_view, std::string_view>> names_;  // rule -> interned (category, name)
   std::unique_ptr<RE2::Set> keywords_;
   std::vector<std::vector<size_t>> keyword_rules_;  // keyword index -> rules it enables
   std::vector<size_t> always_;                      // rules without keywords (single-line)

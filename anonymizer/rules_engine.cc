@@ -35,6 +35,7 @@ RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
   keywords_ = std::make_unique<RE2::Set>(Re2Options(true), RE2::UNANCHORED);
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
+    names_.emplace_back(InternName(r.category), InternName(r.name));
     compiled_.push_back(std::make_unique<RE2>(r.pattern, Re2Options()));
     if (!compiled_.back()->ok()) {
       std::fprintf(stderr, "warden: rule %s does not compile: %s\n", r.name.c_str(), compiled_.back()->error().c_str());
@@ -102,12 +103,12 @@ void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t e
       continue;
     }
     if (e <= b) continue;
-    Span span{b, e, rule.kind, rule.category, rule.name, rule.priority};
+    Span span{b, e, rule.kind, names_[i].first, names_[i].second, rule.priority};
     if (rule.base64_candidate) {
       if (!decoded) ExpandBase64(text, span, out);
       continue;
     }
-    out->push_back(std::move(span));
+    out->push_back(span);
     pos = std::max(pos, e);
   }
 }
@@ -119,7 +120,7 @@ void RuleEngine::ExpandBase64(std::string_view text, const Span& c, std::vector<
   if (!decoded || decoded->size() < 6 || !MostlyPrintable(*decoded)) return;
   std::vector<Span> inner;
   FindAll(*decoded, &inner, true);
-  std::string category;
+  std::string_view category;
   for (const Span& s : inner)
     if (s.kind == Kind::kSecret) category = s.category == "private_key" ? "private_key" : "encoded_secret";
   size_t colon = decoded->find(':');

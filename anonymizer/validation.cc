@@ -118,7 +118,7 @@ AnswerCheck ValidateAnswer(std::string_view answer, std::string_view raw_input, 
   TokenMap scratch;
   Sanitized s = layer1.Anonymize(answer, scratch);
   for (const Span& sp : s.spans)
-    if (sp.kind == Kind::kSecret) return {false, "sensitive", "the answer holds a secret (" + sp.category + ")"};
+    if (sp.kind == Kind::kSecret) return {false, "sensitive", "the answer holds a secret (" + std::string(sp.category) + ")"};
   return {};
 }
 

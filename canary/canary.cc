@@ -141,7 +141,7 @@ Verdict Verify(const Canary& canary, size_t at, const anonymizer::Sanitized& san
       if (!as_needed) {
         v.passed = false;
         v.detail = "a " + s.categories.front() + (s.secret ? " secret was tokenized (reversibly) as " : " was tokenized as ") +
-                   sp.category;
+                   std::string(sp.category);
         return v;
       }
       if (sp.begin > covered) break;

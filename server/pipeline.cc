@@ -150,7 +150,7 @@ Result<std::string> Pipeline::AnonymizeWithCanary(std::string text, const canary
   anonymizer::Sanitized& a = checked.value();
   *verdict = canary::Verify(canary, at, a);
   for (const anonymizer::Span& sp : a.spans)
-    if (sp.begin < end_of_text) ++(*counts)[sp.category];
+    if (sp.begin < end_of_text) ++(*counts)[std::string(sp.category)];
   a.text.resize(anonymizer::OutputOffset(a, end_of_text));
   return std::move(a.text);
 }

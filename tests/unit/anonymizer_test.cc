@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <random>
+
 #include "anonymizer/anonymizer.h"
 
 using namespace warden::anonymizer;
@@ -103,6 +106,83 @@ TEST_CASE("overlapping secrets are redacted over their union, named by the stron
   CHECK(kept[1].rule == "other");
   // The case the canary self-test found: a password whose first 12 characters decode as "x:y".
   CHECK(Run("DB_PASSWORD=wK0rRzpD4KWJ!41") == "DB_PASSWORD=[AUTH_REDACTED]");
+}
+
+// ResolveAllAtOnce is the definition ResolveSpans must agree with: secrets
+// merged over their unions, then every span in priority order kept when it
+// overlaps nothing kept so far. Quadratic; ResolveSpans resolves each group of
+// overlapping spans on its own.
+std::vector<Span> ResolveAllAtOnce(std::vector<Span> spans) {
+  std::vector<Span> v;
+  for (const Span& s : spans)
+    if (s.end > s.begin) v.push_back(s);
+  std::stable_sort(v.begin(), v.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  std::vector<Span> merged;
+  std::vector<bool> used(v.size(), false);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (used[i]) continue;
+    Span s = v[i];
+    if (s.kind == Kind::kSecret) {
+      Span best = s;
+      size_t end = s.end;
+      for (size_t j = i + 1; j < v.size() && v[j].begin < end; ++j) {
+        if (v[j].kind != Kind::kSecret) continue;
+        used[j] = true;
+        end = std::max(end, v[j].end);
+        if (v[j].priority > best.priority || (v[j].priority == best.priority && v[j].length() > best.length())) best = v[j];
+      }
+      best.begin = s.begin;
+      best.end = end;
+      s = best;
+    }
+    merged.push_back(s);
+  }
+  std::stable_sort(merged.begin(), merged.end(), [](const Span& a, const Span& b) {
+    if (a.kind != b.kind) return a.kind == Kind::kSecret;
+    if (a.priority != b.priority) return a.priority > b.priority;
+    if (a.length() != b.length()) return a.length() > b.length();
+    if (a.begin != b.begin) return a.begin < b.begin;
+    if (a.category != b.category) return a.category < b.category;
+    return a.rule < b.rule;
+  });
+  std::vector<Span> kept;
+  for (const Span& s : merged) {
+    bool free = true;
+    for (const Span& k : kept) free = free && (s.end <= k.begin || k.end <= s.begin);
+    if (free) kept.push_back(s);
+  }
+  std::sort(kept.begin(), kept.end(), [](const Span& a, const Span& b) { return a.begin < b.begin; });
+  return kept;
+}
+
+TEST_CASE("resolving groups of overlapping spans one by one is resolving them all at once") {
+  std::mt19937 rng(7);
+  const char* categories[] = {"ip", "email", "password", "api_token"};
+  const char* rules[] = {"a", "b", "c"};
+  for (int round = 0; round < 2000; ++round) {
+    std::vector<Span> spans;
+    size_t n = rng() % 40, width = 20 + rng() % 200;
+    for (size_t i = 0; i < n; ++i) {
+      Span s;
+      s.begin = rng() % width;
+      s.end = s.begin + rng() % 25;  // some empty
+      s.kind = rng() % 2 ? Kind::kSecret : Kind::kIdentifier;
+      s.category = categories[rng() % 4];
+      s.rule = rules[rng() % 3];
+      s.priority = static_cast<int>(rng() % 3);
+      spans.push_back(s);
+    }
+    std::vector<Span> got = ResolveSpans(spans), want = ResolveAllAtOnce(spans);
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) {
+      INFO("round " << round << " span " << i);
+      CHECK(got[i].begin == want[i].begin);
+      CHECK(got[i].end == want[i].end);
+      CHECK(got[i].kind == want[i].kind);
+      CHECK(got[i].category == want[i].category);
+      CHECK(got[i].rule == want[i].rule);
+    }
+  }
 }
 
 TEST_CASE("detokenize resolves issued tokens and refuses invented ones") {
