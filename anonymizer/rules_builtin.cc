@@ -703,6 +703,193 @@ int Base64Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me
   return true;
 }
 
+// A digit: the first position in [pos, end) holding one, or end.
+size_t FindDigit(std::string_view t, size_t pos, size_t end) {
+  const char* d = t.data();
+#ifdef __SSE2__
+  const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+  for (; pos + 16 <= end; pos += 16) {
+    __m128i x = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos)), zero);
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(x, nine), x);  // x <= 9 unsigned
+    if (int mask = _mm_movemask_epi8(digit)) return pos + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  for (; pos < end; ++pos)
+    if (IsDigitByte(d[pos])) return pos;
+  return end;
+}
+
+// payment-card: [0-9](?:[ \-]?[0-9]){12,18}. One way to match: a separator is
+// taken only before a digit (the digit alone cannot be a separator), and the
+// greedy repetition reads the chain of digits as far as 18 more. The chain from
+// a digit decides every start inside it: with fewer than 13 digits, none matches.
+size_t CardChain(std::string_view t, size_t s, size_t end, int* digits) {
+  size_t i = s + 1;
+  int k = 0;
+  while (k < 18 && i < end) {
+    if ((t[i] == ' ' || t[i] == '-') && i + 1 < end && IsDigitByte(t[i + 1])) i += 2;
+    else if (IsDigitByte(t[i])) i += 1;
+    else break;
+    ++k;
+  }
+  *digits = k + 1;
+  return i;
+}
+size_t CardStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t s = FindDigit(t, pos, end); s < end; s = FindDigit(t, s, end)) {
+    int digits;
+    size_t i = CardChain(t, s, end, &digits);
+    if (digits >= 13) {
+      *skip = s + 1;
+      return s;
+    }
+    // A shorter chain: every digit up to where it stopped starts a shorter one still.
+    s = i;
+  }
+  return end;
+}
+int CardMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  if (s >= end || !IsDigitByte(t[s])) return 0;
+  int digits;
+  size_t i = CardChain(t, s, end, &digits);
+  if (digits < 13) return 0;
+  *mb = *gb = s;
+  *me = *ge = i;
+  return 1;
+}
+
+// phone: \+[0-9]{1,3}... | 0[1-9](?:[ .\-]?[0-9]{2}){4}. A match starts at a
+// '+' before a digit (the first alternative; RE2 reads it) or at a "0[1-9]"
+// (the second, exactly: a separator is taken only before two digits).
+bool IsPhoneSeparator(char c) { return c == ' ' || c == '.' || c == '-'; }
+size_t NationalPhoneEnd(std::string_view t, size_t s, size_t end) {
+  if (s + 2 > end || t[s] != '0' || t[s + 1] < '1' || t[s + 1] > '9') return std::string_view::npos;
+  size_t i = s + 2;
+  for (int k = 0; k < 4; ++k) {
+    if (i < end && IsPhoneSeparator(t[i])) ++i;
+    if (i + 2 > end || !IsDigitByte(t[i]) || !IsDigitByte(t[i + 1])) return std::string_view::npos;
+    i += 2;
+  }
+  return i;
+}
+size_t PhoneStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  static constexpr char kStarts[] = {'+', '0'};
+  for (size_t s = FindAny(t, pos, end, kStarts); s < end; s = FindAny(t, s + 1, end, kStarts)) {
+    bool may = t[s] == '+' ? s + 1 < end && IsDigitByte(t[s + 1]) : NationalPhoneEnd(t, s, end) != std::string_view::npos;
+    if (may) {
+      *skip = s + 1;
+      return s;
+    }
+  }
+  return end;
+}
+int PhoneMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  if (s >= end) return 0;
+  if (t[s] == '+') return -1;  // the international alternative: RE2 decides
+  size_t i = NationalPhoneEnd(t, s, end);
+  if (i == std::string_view::npos) return 0;
+  *mb = *gb = s;
+  *me = *ge = i;
+  return 1;
+}
+
+// URL rules, the whole match at a scheme start (UrlStarts), without RE2. Every
+// part is a greedy run of a class that excludes the byte that must follow it,
+// so each has one way to match. A non-ASCII byte in the way: RE2 decides (its
+// classes read characters, not bytes).
+bool IsUrlSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f'; }
+// After "scheme://" at s, or npos; *ascii false when a byte >= 0x80 was met.
+size_t AfterScheme(std::string_view t, size_t s, size_t end) {
+  if (s >= end || !((t[s] | 0x20) >= 'a' && (t[s] | 0x20) <= 'z')) return std::string_view::npos;
+  size_t i = s + 1;
+  while (i < end && IsSchemeByte(t[i])) ++i;
+  if (i + 3 > end || t[i] != ':' || t[i + 1] != '/' || t[i + 2] != '/') return std::string_view::npos;
+  return i + 3;
+}
+// The end of a run of bytes not in `stop` (nor blanks) from i; -1 in *high when a byte >= 0x80 is in it.
+template <size_t N>
+size_t RunUntil(std::string_view t, size_t i, size_t end, const char (&stop)[N], bool* high) {
+  for (; i < end; ++i) {
+    char c = t[i];
+    if (static_cast<unsigned char>(c) >= 0x80) *high = true;
+    if (IsUrlSpace(c)) return i;
+    for (char x : stop)
+      if (c == x) return i;
+  }
+  return i;
+}
+constexpr char kUserStop[] = {':', '/', '@', '\'', '"'};  // [^\s:/@'"]
+constexpr char kPassStop[] = {'@', '/', '\'', '"'};       // [^\s@/'"]
+// url-userinfo-password: scheme://[^\s:/@'"]*:([^\s@/'"]+)@
+int UrlPasswordMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  size_t a = AfterScheme(t, s, end);
+  if (a == std::string_view::npos) return 0;
+  bool high = false;
+  size_t u = RunUntil(t, a, end, kUserStop, &high);
+  if (high) return -1;
+  if (u >= end || t[u] != ':') return 0;
+  size_t p = RunUntil(t, u + 1, end, kPassStop, &high);
+  if (high) return -1;
+  if (p == u + 1 || p >= end || t[p] != '@') return 0;
+  *mb = s;
+  *me = p + 1;
+  *gb = u + 1;
+  *ge = p;
+  return 1;
+}
+// url-userinfo-user: scheme://([^\s:/@'"]+):[^\s@/'"]+@
+int UrlUserMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  size_t a = AfterScheme(t, s, end);
+  if (a == std::string_view::npos) return 0;
+  bool high = false;
+  size_t u = RunUntil(t, a, end, kUserStop, &high);
+  if (high) return -1;
+  if (u == a || u >= end || t[u] != ':') return 0;
+  size_t p = RunUntil(t, u + 1, end, kPassStop, &high);
+  if (high) return -1;
+  if (p == u + 1 || p >= end || t[p] != '@') return 0;
+  *mb = s;
+  *me = p + 1;
+  *gb = a;
+  *ge = u;
+  return 1;
+}
+// url-userinfo-token: scheme://([A-Za-z0-9_\-]{20,})@
+int UrlTokenMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  size_t a = AfterScheme(t, s, end);
+  if (a == std::string_view::npos) return 0;
+  size_t i = a;
+  while (i < end && (IsAlnumByte(t[i]) || t[i] == '_' || t[i] == '-')) ++i;
+  if (i - a < 20 || i >= end || t[i] != '@') return 0;
+  *mb = s;
+  *me = i + 1;
+  *gb = a;
+  *ge = i;
+  return 1;
+}
+// url-host-after-userinfo: scheme://[^\s/@'"]*@([A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]):
+// the host's run, given back to its last letter or digit.
+int UrlHostMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
+  size_t a = AfterScheme(t, s, end);
+  if (a == std::string_view::npos) return 0;
+  bool high = false;
+  size_t at = RunUntil(t, a, end, kPassStop, &high);
+  if (high) return -1;
+  if (at >= end || t[at] != '@') return 0;
+  size_t h = at + 1;
+  if (h >= end || !IsAlnumByte(t[h])) return 0;
+  size_t q = h + 1;
+  while (q < end && (IsAlnumByte(t[q]) || t[q] == '.' || t[q] == '-')) ++q;
+  size_t last = q;
+  while (last > h + 1 && !IsAlnumByte(t[last - 1])) --last;
+  if (last <= h + 1) return 0;
+  *mb = s;
+  *me = last;
+  *gb = h;
+  *ge = last;
+  return 1;
+}
+
 // keyvalue-secret: (?i)(?:pass...|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)...).
 // Found from the separator: every match has a '=', ':' or quote that, back
 // over blanks and one quote, ends the run of [A-Za-z0-9_.-] the key is in;
@@ -945,15 +1132,19 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'"]*:([^\s@/'"]+)@)",
                 NotPlaceholder));
   r.back().candidates = UrlStarts;
+  r.back().anchored = UrlPasswordMatch;
   r.push_back(R("url-userinfo-token", "api_token", S, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([A-Za-z0-9_\-]{20,})@)",
                 Entropic, 1));
   r.back().candidates = UrlStarts;
+  r.back().anchored = UrlTokenMatch;
   r.push_back(R("url-userinfo-user", "username", I, {R"(://[^\s/@'"]*@)"}, R"([A-Za-z][A-Za-z0-9+.\-]*://([^\s:/@'"]+):[^\s@/'"]+@)",
                 UserCheck));
   r.back().candidates = UrlStarts;
+  r.back().anchored = UrlUserMatch;
   r.push_back(R("url-host-after-userinfo", "hostname", I, {R"(://[^\s/@'"]*@)"},
                 R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s/@'"]*@([A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]))", UrlHostCheck));
   r.back().candidates = UrlStarts;
+  r.back().anchored = UrlHostMatch;
   // base64 wrappers: decoded and searched again (Basic auth, Secret data:, dockerconfigjson auth).
   Rule b64 = R("base64-value", "encoded_secret", S, {R"([:=][ \t]*["']?[A-Za-z0-9+/_\-]{12})"}, R"([:=][ \t]*["']?([A-Za-z0-9+/_\-]{12,}={0,2}))", Base64Shape, 2);
   b64.base64_candidate = true;
@@ -1038,10 +1229,14 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("phone", "phone", I, {"\\+[0-9]{1,3}[ .\\-]?[(0-9][0-9 .\\-()]{6}", "0[1-9][ .\\-]?[0-9]{2}[ .\\-]?[0-9]{2}"},
                 R"((?:\+[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{1,4}(?:[ .\-]?[0-9]{2,4}){1,5}|0[1-9](?:[ .\-]?[0-9]{2}){4}))",
                 PhoneCheck));
+  r.back().candidates = PhoneStarts;
+  r.back().anchored = PhoneMatch;
   r.push_back(R("iban", "iban", I, ExactCase({"[A-Z]{2}[0-9]{2}[ ]?[A-Z0-9]{4}[ ]?[A-Z0-9]{4}"}),
                 R"([A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?)", IbanCheck));
   r.push_back(R("payment-card", "card", I, {"[0-9]{4}[ \\-]?[0-9]{4}[ \\-]?[0-9]{4}"},
                 R"([0-9](?:[ \-]?[0-9]){12,18})", CardCheck));
+  r.back().candidates = CardStarts;
+  r.back().anchored = CardMatch;
   return r;
 }
 

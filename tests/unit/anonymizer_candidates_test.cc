@@ -59,12 +59,16 @@ std::vector<std::string> Samples() {
       "1:2:3:4:5:6:7:8:9 a::1.2.3.4 ::ffff:1.2.3.4444 1:2::12345 abcd:ef01::1.2.3 ::ABCD:ef 1:22222:3 ::1.2.3.4.5\n",
       "token\" ,x key=>v pass :=  v1234567 key'\"=abc secret\" \t, y pwd\t\t:\t\tzz SESSION_ID=abc token'\n",
       "256.1.1.1 1.256.1.1 1.1.1.256 25.5.5.5 250.249.199.99 0.0.0.0 00.1.2.3 1.2.3.04 199.1.1.1999 9.9.9.9:80\n",
+      "card 4111 1111 1111 1111, 4111-1111-1111-1111-, 411111111111111 1 2 3, 12345678901234567890123 -1 2--3\n",
+      "tel 06 12 34 56 78, 06.12.34.56.7, 0612345678, 00 12 34 56 78, +33 6 12 34 56 78, +49 (0)30 1234567, +1-\n",
+      "s3://a:b@c.d x://:p@h http://u:@h ftp://u:p@-h.a- git://tok_tok-tok_tok-tok_tok@h.x. a+b.c-d://u:p:q@h\n",
+      "http://us\xC3\xA9r:p@h https://u:p\xC3\xA9@h.x scheme://aaaaaaaaaaaaaaaaaaaa@h https://u:p@\xC3\xA9h\n",
   };
   std::vector<std::string> out = seeds;
   for (const std::string& c : CorpusTexts()) out.push_back(c);
   std::string all;
   for (const std::string& s : out) all += s;
-  const std::string alphabet = ":=@./-_ \t\n\"'0123456789abcdefABCDEFkKsSpPtT+%|$\xC5\xBF\xE2\x84\xAA\xC3\xA9";
+  const std::string alphabet = ":=@./-_ \t\n\r\f\"'()0123456789abcdefABCDEFkKsSpPtT+%|$\xC5\xBF\xE2\x84\xAA\xC3\xA9";
   std::mt19937 rng(7);
   for (int round = 0; round < 40; ++round) {
     std::string m = all.substr(rng() % all.size(), 4000);
@@ -94,10 +98,15 @@ TEST_CASE("every candidate finder, run everywhere, finds what its pattern finds"
     ++finders;
     Rule r = rule;
     r.keywords.clear();  // no gating: the rule runs over all of every sample
-    RuleEngine fast({r}, true), reference({r}, false);
+    // Without its check too: every raw match must agree, not only those the check keeps.
+    Rule raw = r;
+    raw.check = nullptr;
+    raw.base64_candidate = false;
+    RuleEngine fast({r}, true), reference({r}, false), fast_raw({raw}, true), reference_raw({raw}, false);
     for (const std::string& s : samples) {
       INFO(rule.name << " on: " << s.substr(0, 200));
       CHECK(Found(fast, s) == Found(reference, s));
+      CHECK(Found(fast_raw, s) == Found(reference_raw, s));
     }
   }
   CHECK(finders >= 6);
