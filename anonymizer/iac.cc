@@ -2,6 +2,9 @@
 
 #include <re2/re2.h>
 #include <yaml-cpp/yaml.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -71,6 +74,15 @@ class DictionarySource final : public SpanSource {
         pairs_[pair >> 6] |= uint64_t{1} << (pair & 63);
       }
     }
+    // A few distinct two-byte starts (the usual case: the identifiers learned
+    // in one text) are looked for sixteen bytes at a time.
+    std::set<std::pair<unsigned char, unsigned char>> starts;
+    bool short_term = false;
+    for (const std::string& term : order_) {
+      if (term.size() < 2) short_term = true;
+      else starts.emplace(static_cast<unsigned char>(term[0]), static_cast<unsigned char>(term[1]));
+    }
+    if (!short_term && starts.size() <= kVectorStarts) starts_.assign(starts.begin(), starts.end());
     if (order_.size() > kLiteralTerms) {
       RE2::Options o;
       o.set_log_errors(false);
@@ -97,6 +109,10 @@ class DictionarySource final : public SpanSource {
     while (pos < n) {
       size_t found = std::string_view::npos, len = 0;
       for (size_t p = pos; p < n && found == std::string_view::npos; ++p) {
+        if (!starts_.empty()) {
+          p = NextStart(t, p, n);  // every term has two bytes or more: none starts at the last byte
+          if (p + 1 >= n) break;
+        }
         // Two bytes rule most positions out ("pro-dev" starts "pr"); a one-byte
         // term, or the text's last byte, goes to the bucket directly.
         for (unsigned pair = t[p]; p + 1 < n; ++p) {
@@ -119,6 +135,32 @@ class DictionarySource final : public SpanSource {
 
  private:
   static constexpr size_t kLiteralTerms = 64;
+  static constexpr size_t kVectorStarts = 24;
+
+  // NextStart: the first p' >= p where two bytes that start a term begin, or
+  // n - 1 when none does before the last byte (starts_ is not empty).
+  size_t NextStart(const unsigned char* t, size_t p, size_t n) const {
+#ifdef __SSE2__
+    __m128i first[kVectorStarts], second[kVectorStarts];
+    const size_t k = starts_.size();
+    for (size_t i = 0; i < k; ++i) {
+      first[i] = _mm_set1_epi8(static_cast<char>(starts_[i].first));
+      second[i] = _mm_set1_epi8(static_cast<char>(starts_[i].second));
+    }
+    for (; p + 17 <= n; p += 16) {
+      __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + p));
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(t + p + 1));
+      __m128i hit = _mm_and_si128(_mm_cmpeq_epi8(a, first[0]), _mm_cmpeq_epi8(b, second[0]));
+      for (size_t i = 1; i < k; ++i)
+        hit = _mm_or_si128(hit, _mm_and_si128(_mm_cmpeq_epi8(a, first[i]), _mm_cmpeq_epi8(b, second[i])));
+      if (int mask = _mm_movemask_epi8(hit)) return p + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+    }
+#endif
+    for (; p + 1 < n; ++p)
+      for (const auto& [a, b] : starts_)
+        if (t[p] == a && t[p + 1] == b) return p;
+    return n - 1;
+  }
 
   // Accept reports a whole-word occurrence at [b, b+n) and says where to search next.
   size_t Accept(std::string_view text, size_t b, size_t n, std::vector<Span>* out) const {
@@ -134,6 +176,7 @@ class DictionarySource final : public SpanSource {
   std::vector<std::string> order_;  // the terms in alternation order: longest first
   std::vector<uint32_t> by_first_byte_[256];  // indexes into order_, ascending
   uint64_t pairs_[65536 / 64] = {};           // the first two bytes of the terms (any second byte for a 1-byte term)
+  std::vector<std::pair<unsigned char, unsigned char>> starts_;  // the same, when few and no term is shorter
   std::map<std::string, std::string_view, std::less<>> category_;  // term -> interned category
   std::unique_ptr<RE2> re_;
 };

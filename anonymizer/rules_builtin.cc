@@ -902,18 +902,26 @@ bool IsKeyFirstByte(char c) {
   char lc = static_cast<char>(c | 0x20);
   return lc == 'p' || lc == 's' || lc == 't' || lc == 'k' || lc == 'c' || lc == 'm';
 }
-// KeyWordAt: one of the key words starts at p and lies within [p, r).
+// KeyWordAt: one of the key words starts at p and lies within [p, r):
+// pass pwd secret token key salt sig session sessid credential masterauth sid
+// cookie, ASCII case-insensitive (the callers leave non-ASCII text to RE2).
 bool KeyWordAt(std::string_view t, size_t p, size_t r) {
-  static constexpr std::string_view kWords[] = {"pass", "pwd", "secret", "token", "key", "salt", "sig",
-                                                "session", "sessid", "credential", "masterauth", "sid", "cookie"};
-  if (!IsKeyFirstByte(t[p])) return false;
-  for (std::string_view w : kWords) {
-    if (w.size() > r - p) continue;
-    size_t j = 0;
-    while (j < w.size() && static_cast<char>(t[p + j] | 0x20) == w[j]) ++j;
-    if (j == w.size()) return true;
+  const size_t n = r - p;
+  auto word = [&](std::string_view w) {  // w[0] already matched
+    if (w.size() > n) return false;
+    for (size_t j = 1; j < w.size(); ++j)
+      if (static_cast<char>(t[p + j] | 0x20) != w[j]) return false;
+    return true;
+  };
+  switch (static_cast<char>(t[p] | 0x20)) {
+    case 'p': return word("pass") || word("pwd");
+    case 's': return word("secret") || word("salt") || word("sig") || word("sid") || word("session") || word("sessid");
+    case 't': return word("token");
+    case 'k': return word("key");
+    case 'c': return word("credential") || word("cookie");
+    case 'm': return word("masterauth");
+    default: return false;
   }
-  return false;
 }
 // The whole keyvalue-secret match at s, without RE2, for ASCII text (-1 on a
 // non-ASCII byte where case folding could matter). The key's run ends where the

@@ -2,6 +2,7 @@
 // IaC, operator-pattern, keep-list and Crypto-PAn options.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -11,6 +12,7 @@
 #include "anonymizer/anonymizer.h"
 #include "anonymizer/checks.h"
 #include "anonymizer/crypto_pan.h"
+#include "anonymizer/iac.h"
 #include "anonymizer/rules.h"
 
 using namespace warden::anonymizer;
@@ -332,4 +334,78 @@ TEST_CASE("person rules find what the \\p{L} patterns find") {
     found += b.size();
   }
   CHECK(found > 200);  // the lines do hold names
+}
+
+TEST_CASE("entropy is the Shannon sum over byte counts, the same to the bit for short and long values") {
+  auto reference = [](std::string_view s) {
+    int counts[256] = {};
+    for (unsigned char c : s) ++counts[c];
+    double h = 0;
+    for (int c : counts)
+      if (c) {
+        double p = static_cast<double>(c) / s.size();
+        h -= p * std::log2(p);
+      }
+    return h;
+  };
+  std::mt19937 rng(11);
+  for (int round = 0; round < 3000; ++round) {
+    std::string s(1 + rng() % 100, ' ');
+    unsigned alphabet = 1 + rng() % 255;
+    for (char& c : s) c = static_cast<char>(rng() % alphabet);
+    INFO("length " << s.size() << " alphabet " << alphabet);
+    CHECK(ShannonEntropy(s) == reference(s));
+  }
+  CHECK(ShannonEntropy("aaaa") == 0.0);
+  CHECK(ShannonEntropy("ab") == 1.0);
+}
+
+TEST_CASE("the dictionary finds every whole-word occurrence, longest term first, whatever its scan") {
+  // The reference: at each position in turn, the longest term there; reported
+  // when it is a whole word, the search going on after it (or one byte on).
+  auto naive = [](std::string_view text, std::vector<std::string> terms) {
+    std::stable_sort(terms.begin(), terms.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+    std::vector<std::pair<size_t, size_t>> out;
+    for (size_t pos = 0; pos < text.size();) {
+      size_t b = std::string_view::npos, len = 0;
+      for (size_t p = pos; p < text.size() && b == std::string_view::npos; ++p)
+        for (const std::string& t : terms)
+          if (text.substr(p, t.size()) == t) {
+            b = p;
+            len = t.size();
+            break;
+          }
+      if (b == std::string_view::npos) break;
+      size_t e = b + len;
+      bool whole = (b == 0 || !IsWordByte(text[b - 1])) && (e >= text.size() || !IsWordByte(text[e]));
+      if (!whole) {
+        pos = b + 1;
+        continue;
+      }
+      out.emplace_back(b, e);
+      pos = e;
+    }
+    return out;
+  };
+  std::mt19937 rng(5);
+  const std::string letters = "abde-. _\n";
+  auto word = [&](size_t n) {
+    std::string w;
+    for (size_t i = 0; i < n; ++i) w.push_back(letters[rng() % 4]);
+    return w;
+  };
+  for (int round = 0; round < 400; ++round) {
+    std::vector<std::string> terms;
+    size_t count = 1 + rng() % (round % 2 ? 12 : 5);  // few two-byte starts, and more than the vector scan takes
+    for (size_t i = 0; i < count; ++i) terms.push_back(word((round % 7 == 0 ? 1 : 2) + rng() % 5));
+    std::string text;
+    for (int i = 0; i < 300; ++i) text.push_back(letters[rng() % letters.size()]);
+    auto source = MakeDictionarySource({{"username", terms}});
+    std::vector<Span> spans;
+    source->Find(text, &spans);
+    std::vector<std::pair<size_t, size_t>> got;
+    for (const Span& s : spans) got.emplace_back(s.begin, s.end);
+    INFO("round " << round);
+    CHECK(got == naive(text, terms));
+  }
 }
