@@ -210,30 +210,41 @@ bool MostlyPrintable(std::string_view s) {
 bool IsPlaceholderValue(std::string_view v) {
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   if (v.empty()) return true;
-  std::string lower = Lower(v);
+  // Lower-cased on the stack (this runs for every key = value candidate).
+  char buf[256];
+  std::string heap;
+  std::string_view lower;
+  if (v.size() <= sizeof buf) {
+    for (size_t i = 0; i < v.size(); ++i) buf[i] = v[i] >= 'A' && v[i] <= 'Z' ? static_cast<char>(v[i] - 'A' + 'a') : v[i];
+    lower = std::string_view(buf, v.size());
+  } else {
+    heap = Lower(v);
+    lower = heap;
+  }
   static const char* kExact[] = {"changeme", "change_me", "change-me", "password", "passwd", "secret", "none",
                                  "null", "nil", "true", "false", "yes", "no", "example", "redacted", "str",
                                  "string", "bytes", "int", "required", "optional", "todo", "tbd", "test",
                                  "undefined", "empty", "default", "store", "disabled", "enabled"};
-  for (const char* p : kExact)
-    if (lower == p) return true;
+  if (lower.size() <= 9)  // the longest exact placeholder
+    for (const char* p : kExact)
+      if (lower == p) return true;
   char f = lower.front();
   if (f == '$' || f == '<' || f == '%' || f == '{' || f == '[' || f == '(') return true;  // ${V} <x> %s {{x}}
   if (f == '/' || lower.rfind("~/", 0) == 0 || lower.rfind("./", 0) == 0) return true;    // a path
   if (lower.rfind("http://", 0) == 0 || lower.rfind("https://", 0) == 0) return true;     // a URL, no userinfo
-  if (lower.rfind("your", 0) == 0 || lower.rfind("xxx", 0) == 0 || lower.find("xxxxxx") != std::string::npos ||
-      lower.find("placeholder") != std::string::npos || lower.find("example") != std::string::npos)
+  if (lower.rfind("your", 0) == 0 || lower.rfind("xxx", 0) == 0 || lower.find("xxxxxx") != std::string_view::npos ||
+      lower.find("placeholder") != std::string_view::npos || lower.find("example") != std::string_view::npos)
     return true;
-  if (lower.find_first_not_of('*') == std::string::npos || lower.find_first_not_of('x') == std::string::npos)
+  if (lower.find_first_not_of('*') == std::string_view::npos || lower.find_first_not_of('x') == std::string_view::npos)
     return true;
-  if (lower.find("_redacted]") != std::string::npos) return true;
+  if (lower.find("_redacted]") != std::string_view::npos) return true;
   // Code and references, not values: var.db_password, os.environ["X"], getenv("X"), process.env.X.
-  if (lower.find('(') != std::string::npos || lower.find("environ") != std::string::npos ||
+  if (lower.find('(') != std::string_view::npos || lower.find("environ") != std::string_view::npos ||
       lower.rfind("var.", 0) == 0 || lower.rfind("process.env", 0) == 0 || lower.rfind("env.", 0) == 0 ||
       lower.rfind("vault:", 0) == 0 || lower.rfind("secretref", 0) == 0)
     return true;
   // Short numbers are settings (lengths, TTLs, ports), not credentials.
-  if (lower.size() < 6 && lower.find_first_not_of("0123456789") == std::string::npos) return true;
+  if (lower.size() < 6 && lower.find_first_not_of("0123456789") == std::string_view::npos) return true;
   return false;
 }
 

@@ -136,15 +136,18 @@ bool ReadValue(std::string_view t, size_t pos, bool query, size_t* b, size_t* e)
 
 // AcceptValue: a value worth redacting for a key of `category`.
 bool AcceptValue(std::string_view v, const std::string& category) {
-  // Long random values are secrets whatever characters they start with (WordPress salts).
-  bool random = v.size() >= 16 && ShannonEntropy(v) >= 4.0 && v.find(' ') == std::string_view::npos;
-  if (!random && IsPlaceholderValue(v)) return false;
   if (v.find("://") != std::string_view::npos) return false;  // URLs: the userinfo rules decide
+  // Entropy is the costly part: computed once, and only when a decision needs it.
+  double h = -1;
+  auto entropy = [&] { return h < 0 ? h = ShannonEntropy(v) : h; };
+  // Long random values are secrets whatever characters they start with (WordPress salts).
+  if (IsPlaceholderValue(v) && !(v.size() >= 16 && v.find(' ') == std::string_view::npos && entropy() >= 4.0))
+    return false;
   if (category == "password") return v.size() >= 4;
   if (category == "session_token" || category == "api_token")
-    return v.size() >= 8 && (CharClasses(v) >= 2 || ShannonEntropy(v) >= 3.0);
+    return v.size() >= 8 && (CharClasses(v) >= 2 || entropy() >= 3.0);
   // Generic secrets, salts and keys: long and random-looking.
-  return v.size() >= 12 && (ShannonEntropy(v) >= 3.0 || CharClasses(v) >= 3);
+  return v.size() >= 12 && (CharClasses(v) >= 3 || entropy() >= 3.0);
 }
 
 // KeyValue: the match is the separator after a secret-like key ("= ", "': '",
