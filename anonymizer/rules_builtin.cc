@@ -893,6 +893,36 @@ int UrlHostMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* m
   return 1;
 }
 
+// internal-hostname with the built-in zones: (?i)(?:[a-z0-9][a-z0-9\-]*\.)+(?:internal|corp|...).
+// Every match holds a '.' and a zone word; none starts before the run of host
+// bytes that one is in. The zone words hold no letter that case-insensitive
+// RE2 folds onto a non-ASCII character (k, s), but the labels may: bytes >= 0x80
+// count as host bytes, and as places where a label may start (RE2 decides there).
+bool ZoneWordAt(std::string_view t, size_t i, size_t end) {
+  static constexpr std::string_view kZones[] = {"internal", "corp", "local", "lan", "home.arpa", "intranet", "private"};
+  for (std::string_view z : kZones) {
+    if (z.size() > end - i) continue;
+    size_t j = 0;
+    while (j < z.size() && static_cast<char>(t[i + j] | 0x20) == z[j]) ++j;
+    if (j == z.size()) return true;
+  }
+  return false;
+}
+bool IsLabelByte(char c) { return IsAlnumByte(c) || c == '-' || static_cast<unsigned char>(c) >= 0x80; }
+size_t InternalHostStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
+  for (size_t d = FindByte(t, '.', pos + 1 <= end ? pos + 1 : end, end); d < end; d = FindByte(t, '.', d + 1, end)) {
+    if (!IsLabelByte(t[d - 1]) || d + 1 >= end || !ZoneWordAt(t, d + 1, end)) continue;
+    size_t rs = d;
+    while (rs > pos && (IsLabelByte(t[rs - 1]) || t[rs - 1] == '.')) --rs;
+    for (size_t s = rs; s < d; ++s)
+      if (IsAlnumByte(t[s]) || static_cast<unsigned char>(t[s]) >= 0x80) {
+        *skip = s + 1;
+        return s;
+      }
+  }
+  return end;
+}
+
 // keyvalue-secret: (?i)(?:pass...|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)...).
 // Found from the separator: every match has a '=', ':' or quote that, back
 // over blanks and one quote, ends the run of [A-Za-z0-9_.-] the key is in;
@@ -1194,6 +1224,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   }
   r.push_back(R("internal-hostname", "hostname", I, zone_keywords,
                 "(?i)(?:[a-z0-9][a-z0-9\\-]*\\.)+(?:" + zone_alt + ")", HostCheck));
+  if (zones.empty()) r.back().candidates = InternalHostStarts;  // configured zones: RE2 alone
   r.push_back(R("mail-client-hostname", "hostname", I, ExactCase({"client=", "from "}),
                 R"((?:client=|from )([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)+)\[)",
                 UrlHostCheck));
