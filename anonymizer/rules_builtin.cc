@@ -1133,8 +1133,11 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 R"((?i)authorization[ \t]*:[ \t]*(?:basic|bearer|token|digest|negotiate|ntlm|apikey)[ \t]+([A-Za-z0-9._~+/=\-]+))",
                 {}, 3));
   // key = value in every syntax: env, YAML, JSON, INI, TOML, PHP define(), query strings, -D flags.
-  r.push_back(R("keyvalue-secret", "password", S,
-                {R"((?:pass|pwd|secret|token|key|salt|sig|session|sessid|credential|masterauth|sid|cookie)[A-Za-z0-9_.\-]*["']?[ \t]*(?:=|:|["'][ \t]*,))"},
+  // No keywords (here, and for base64-value, email, ipv4, ipv6, mac and phone):
+  // their triggers had no literal part, and such a trigger in the keyword Set
+  // costs more over every byte than the rule's own finder does (measured: 9%
+  // fewer instructions in all, ~10% more MB/s). They run on every block.
+  r.push_back(R("keyvalue-secret", "password", S, {},
                 R"((?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|salt|sig(?:nature)?|session(?:id)?|sessid|credentials?|masterauth|sid|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)[ \t]*))",
                 KeyValue));
   r.back().candidates = KeyValueStarts;
@@ -1187,30 +1190,30 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.back().candidates = UrlStarts;
   r.back().anchored = UrlHostMatch;
   // base64 wrappers: decoded and searched again (Basic auth, Secret data:, dockerconfigjson auth).
-  Rule b64 = R("base64-value", "encoded_secret", S, {R"([:=][ \t]*["']?[A-Za-z0-9+/_\-]{12})"}, R"([:=][ \t]*["']?([A-Za-z0-9+/_\-]{12,}={0,2}))", Base64Shape, 2);
+  Rule b64 = R("base64-value", "encoded_secret", S, {}, R"([:=][ \t]*["']?([A-Za-z0-9+/_\-]{12,}={0,2}))", Base64Shape, 2);
   b64.base64_candidate = true;
   b64.candidates = Base64Starts;
   b64.anchored = Base64Match;
   r.push_back(b64);
 
   // ---------------------------------------------------------------- identifiers
-  r.push_back(R("email", "email", I, {"[a-z0-9]@[a-z0-9]"},
+  r.push_back(R("email", "email", I, {},
                 R"([A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
                 NotAfterWord));
   r.back().candidates = EmailStarts;
   r.push_back(R("email-urlencoded", "email", I, ExactCase({"%40"}),
                 R"([A-Za-z0-9][A-Za-z0-9._+\-]*%40[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)*\.[A-Za-z]{2,})",
                 NotAfterWord));
-  r.push_back(R("ipv4", "ip", I, {"[0-9]\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]"},
+  r.push_back(R("ipv4", "ip", I, {},
                 R"((?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3})",
                 IPv4Check));
   r.back().candidates = IPv4Starts;
   r.back().anchored = IPv4Match;
-  r.push_back(R("ipv6", "ip", I, {"[0-9]*[a-f][0-9a-f]*:[0-9a-f]{0,4}:", "[0-9a-f]:[0-9]*[a-f][0-9a-f]*:", "::[0-9a-f]", "[0-9a-f]::", "::ffff:"},
+  r.push_back(R("ipv6", "ip", I, {},
                 R"((?i)(?:[0-9a-f]{0,4}:){2,7}(?:(?:[0-9]{1,3}\.){3}[0-9]{1,3}|[0-9a-f]{1,4})?)", IPv6Check));
   r.back().candidates = IPv6Starts;
   r.back().anchored = IPv6Match;
-  r.push_back(R("mac", "mac", I, {"[0-9a-f]{2}[:-][0-9a-f]{2}[:-][0-9a-f]{2}", "[0-9a-f]{4}\\.[0-9a-f]{4}\\."},
+  r.push_back(R("mac", "mac", I, {},
                 R"((?i)[0-9a-f]{2}(?::[0-9a-f]{2}){5}|[0-9a-f]{2}(?:-[0-9a-f]{2}){5}|[0-9a-f]{4}\.[0-9a-f]{4}\.[0-9a-f]{4})",
                 MacCheck));
   r.back().candidates = MacStarts;
@@ -1268,7 +1271,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 WholeName));
   r.push_back(R("table-person", "person", I, {"\\|[ \\t]*[a-z][^|\\n]*\\|[^\\n]*@"}, "\\|[ \\t]*(" + kName + ")[ \\t]+\\|",
                 [](std::string_view t, size_t* b, size_t* e) { return WholeName(t, b, e) && NameBeforeEmail(t, b, e); }));
-  r.push_back(R("phone", "phone", I, {"\\+[0-9]{1,3}[ .\\-]?[(0-9][0-9 .\\-()]{6}", "0[1-9][ .\\-]?[0-9]{2}[ .\\-]?[0-9]{2}"},
+  r.push_back(R("phone", "phone", I, {},
                 R"((?:\+[0-9]{1,3}[ .\-]?(?:\(0\)[ .\-]?)?(?:\([0-9]{1,4}\)[ .\-]?)?[0-9]{1,4}(?:[ .\-]?[0-9]{2,4}){1,5}|0[1-9](?:[ .\-]?[0-9]{2}){4}))",
                 PhoneCheck));
   r.back().candidates = PhoneStarts;
