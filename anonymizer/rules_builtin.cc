@@ -932,8 +932,11 @@ size_t InternalHostStarts(std::string_view t, size_t pos, size_t end, size_t* sk
 // bytes is read on over them and each position that can start a word is tried.
 bool IsKeyTailByte(char c) { return IsAlnumByte(c) || c == '_' || c == '.' || c == '-'; }
 bool IsKeyFirstByte(char c) {
-  char lc = static_cast<char>(c | 0x20);
-  return lc == 'p' || lc == 's' || lc == 't' || lc == 'k' || lc == 'c' || lc == 'm';
+  // p s t k c m, either case: one bit each in a word indexed by the lower-cased letter.
+  constexpr uint32_t kFirst = 1u << ('p' - 'a') | 1u << ('s' - 'a') | 1u << ('t' - 'a') | 1u << ('k' - 'a') |
+                              1u << ('c' - 'a') | 1u << ('m' - 'a');
+  unsigned lc = static_cast<unsigned char>(c | 0x20) - 'a';
+  return lc < 26 && (kFirst >> lc & 1);
 }
 // KeyWordAt: one of the key words starts at p and lies within [p, r):
 // pass pwd secret token key salt sig session sessid credential masterauth sid
@@ -1027,8 +1030,8 @@ size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) 
       }
       continue;
     }
-    for (size_t p = rs; p < r; ++p) {
-      if (KeyWordAt(t, p, r)) {
+    for (size_t p = rs; p + 3 <= r; ++p) {  // the shortest key words have three letters
+      if (IsKeyFirstByte(t[p]) && KeyWordAt(t, p, r)) {
         *skip = r;
         return p;
       }

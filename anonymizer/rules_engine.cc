@@ -136,10 +136,24 @@ void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool d
   // Pass 1: one keyword-set scan per small block says which rules can match
   // there. Pass 2: each rule runs once over every run of consecutive blocks in
   // which it can match, so a rule costs nothing where its trigger is absent.
-  std::vector<std::pair<size_t, size_t>> blocks;
-  std::vector<std::vector<size_t>> ranges_of(rules_.size());  // rule -> indexes into blocks, ascending
-  std::vector<int> hits;
-  std::vector<char> run(rules_.size());
+  // Scratch kept per thread, one set per depth (the outer text, and base64 it
+  // decodes): the vectors keep their capacity from call to call.
+  struct Scratch {
+    std::vector<std::pair<size_t, size_t>> blocks;
+    std::vector<std::vector<size_t>> ranges_of;  // rule -> indexes into blocks, ascending
+    std::vector<int> hits;
+    std::vector<char> run;
+  };
+  thread_local Scratch scratch[2];
+  Scratch& sc = scratch[decoded ? 1 : 0];
+  std::vector<std::pair<size_t, size_t>>& blocks = sc.blocks;
+  std::vector<std::vector<size_t>>& ranges_of = sc.ranges_of;
+  std::vector<int>& hits = sc.hits;
+  std::vector<char>& run = sc.run;
+  blocks.clear();
+  if (ranges_of.size() < rules_.size()) ranges_of.resize(rules_.size());
+  for (size_t r = 0; r < rules_.size(); ++r) ranges_of[r].clear();
+  run.resize(rules_.size());
   for (size_t b = begin; b < end;) {
     size_t e = std::min(end, b + kBlock);
     if (e < end) {  // end blocks at a line end, so single-line rules see whole lines
