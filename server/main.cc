@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -247,6 +248,8 @@ int Anonymize(const Args& a) {
   }
   warden::anonymizer::TokenMap tokens(warden::anonymizer::IpModeOf(load.config.anonymizer));
   std::string input;
+  if (struct stat st; ::fstat(0, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+    input.reserve(static_cast<size_t>(st.st_size));
   char buf[1 << 16];
   for (ssize_t n; (n = ::read(0, buf, sizeof buf)) != 0;) {
     if (n < 0 && errno == EINTR) continue;
