@@ -150,6 +150,24 @@ bool AcceptValue(std::string_view v, const std::string& category) {
   return v.size() >= 12 && (CharClasses(v) >= 3 || entropy() >= 3.0);
 }
 
+bool PemBody(std::string_view t, size_t* b, size_t* e);
+
+// ArmouredKeyBody: a value that is an armoured private key ("private_key":
+// "-----BEGIN PRIVATE KEY-----\n...") is redacted as the PEM rule redacts it,
+// the body without its BEGIN and END lines (the two spans would otherwise be
+// merged over the whole value, armour and all).
+bool ArmouredKeyBody(std::string_view t, size_t* vb, size_t* ve) {
+  std::string_view v = t.substr(*vb, *ve - *vb);
+  if (v.rfind("-----BEGIN ", 0) != 0) return false;
+  size_t close = v.find("-----", 11);
+  if (close == std::string_view::npos || v.substr(0, close).find("PRIVATE KEY") == std::string_view::npos) return false;
+  size_t b = *vb, e = *vb + close + 5;
+  if (!PemBody(t, &b, &e) || e > *ve) return false;
+  *vb = b;
+  *ve = e;
+  return true;
+}
+
 // KeyValue: the match is the separator after a secret-like key ("= ", "': '",
 // "', '"). The key is read backwards, the value forwards.
 bool KeyValue(std::string_view t, size_t* b, size_t* e) {
@@ -166,6 +184,7 @@ bool KeyValue(std::string_view t, size_t* b, size_t* e) {
     size_t vb, ve;
     if (!ReadValue(t, *e, query, &vb, &ve)) return false;
     if (!AcceptValue(t.substr(vb, ve - vb), category)) return false;
+    ArmouredKeyBody(t, &vb, &ve);
     *b = vb;
     *e = ve;
     return true;

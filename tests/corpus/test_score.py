@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Runs ../shared/corpus/score.py on `warden anonymize` with the thresholds of
 issue 5, so that a regression fails CI: credentials 100%, infra 100% (with the
-operator's infra.yml), overall recall >= 97%, keep-rate >= 98%, clean cases 100%.
+operator's infra.yml), overall recall >= 97%, keep-rate >= 98% (held at
+the 100% reached, so that one lost keep string fails), clean cases 100%.
 Throughput is printed, never asserted (benchmarks measure speed)."""
 import json, os, subprocess, sys, tempfile
 
@@ -14,7 +15,7 @@ cmd = f"{os.environ['WARDEN_BIN']} anonymize --config {src}/tests/corpus/warden.
 with tempfile.TemporaryDirectory() as d:
     out = os.path.join(d, "score.json")
     r = subprocess.run([sys.executable, score, "--reps", "5", "--json", out, "--show-leaks",
-                        "--min-recall", "97", "--min-credential-recall", "100", "--min-keep", "98", cmd])
+                        "--min-recall", "97", "--min-credential-recall", "100", "--min-keep", "100", cmd])
     res = json.load(open(out))
 failed = []
 if res["tier_recall"]["infra"]["recall"] < 100:

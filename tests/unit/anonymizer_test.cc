@@ -59,6 +59,18 @@ TEST_CASE("a PEM private key loses its body and keeps its armour") {
         "key:\n-----BEGIN OPENSSH PRIVATE KEY-----\n[PRIVKEY_REDACTED]\n-----END OPENSSH PRIVATE KEY-----\ndone");
 }
 
+TEST_CASE("a private key in a JSON value keeps its armour too") {
+  // A service-account file: the key = value rule and the PEM rule both find it.
+  std::string json =
+      "{\"private_key_id\": \"x\", \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASC"
+      "\\nBKgwggSkAgEAAoIBAQC7VJTUt9Us8cKj\\n-----END PRIVATE KEY-----\\n\", \"client_email\": \"a\"}";
+  std::string out = Run(json);
+  CHECK(out.find("MIIEvg") == std::string::npos);
+  CHECK(out.find("BKgwgg") == std::string::npos);
+  CHECK(out.find("\"private_key\": \"-----BEGIN PRIVATE KEY-----\\n[PRIVKEY_REDACTED]\\n-----END PRIVATE KEY-----\\n\"") !=
+        std::string::npos);
+}
+
 TEST_CASE("a private key cut before its END line is still redacted") {
   std::string out = Run("-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw\n7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmwIDAQAB\n\nafter");
   CHECK(out.find("MIIEow") == std::string::npos);
