@@ -6,6 +6,8 @@
 #include <cmath>
 
 namespace warden::anonymizer {
+
+using namespace std::string_view_literals;
 namespace {
 
 struct CodeRange {
@@ -60,8 +62,7 @@ size_t DecodeUtf8(std::string_view s, size_t i, char32_t* c) {
 
 std::string Lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  for (char& c : out) c = LowerAscii(c);
   return out;
 }
 
@@ -149,14 +150,12 @@ double ShannonEntropy(std::string_view s) {
 }
 
 int CharClasses(std::string_view s) {
-  bool lower = false, upper = false, digit = false, other = false;
-  for (char c : s) {
-    if (c >= 'a' && c <= 'z') lower = true;
-    else if (c >= 'A' && c <= 'Z') upper = true;
-    else if (c >= '0' && c <= '9') digit = true;
-    else other = true;
+  unsigned seen = 0;  // lower, upper, digit, other
+  for (size_t i = 0; i < s.size() && seen != 15; ++i) {
+    char c = s[i];
+    seen |= c >= 'a' && c <= 'z' ? 1u : c >= 'A' && c <= 'Z' ? 2u : c >= '0' && c <= '9' ? 4u : 8u;
   }
-  return lower + upper + digit + other;
+  return __builtin_popcount(seen);
 }
 
 std::optional<std::string> Base64Decode(std::string_view s) {
@@ -215,7 +214,7 @@ bool IsPlaceholderValue(std::string_view v) {
   std::string heap;
   std::string_view lower;
   if (v.size() <= sizeof buf) {
-    for (size_t i = 0; i < v.size(); ++i) buf[i] = v[i] >= 'A' && v[i] <= 'Z' ? static_cast<char>(v[i] - 'A' + 'a') : v[i];
+    for (size_t i = 0; i < v.size(); ++i) buf[i] = LowerAscii(v[i]);
     lower = std::string_view(buf, v.size());
   } else {
     heap = Lower(v);
@@ -230,18 +229,18 @@ bool IsPlaceholderValue(std::string_view v) {
       if (lower == p) return true;
   char f = lower.front();
   if (f == '$' || f == '<' || f == '%' || f == '{' || f == '[' || f == '(') return true;  // ${V} <x> %s {{x}}
-  if (f == '/' || lower.rfind("~/", 0) == 0 || lower.rfind("./", 0) == 0) return true;    // a path
-  if (lower.rfind("http://", 0) == 0 || lower.rfind("https://", 0) == 0) return true;     // a URL, no userinfo
-  if (lower.rfind("your", 0) == 0 || lower.rfind("xxx", 0) == 0 || lower.find("xxxxxx") != std::string_view::npos ||
-      lower.find("placeholder") != std::string_view::npos || lower.find("example") != std::string_view::npos)
+  if (f == '/' || lower.starts_with("~/"sv) || lower.starts_with("./"sv)) return true;    // a path
+  if (lower.starts_with("http://"sv) || lower.starts_with("https://"sv)) return true;     // a URL, no userinfo
+  if (lower.starts_with("your"sv) || lower.starts_with("xxx"sv) || lower.find("xxxxxx"sv) != std::string_view::npos ||
+      lower.find("placeholder"sv) != std::string_view::npos || lower.find("example"sv) != std::string_view::npos)
     return true;
   if (lower.find_first_not_of('*') == std::string_view::npos || lower.find_first_not_of('x') == std::string_view::npos)
     return true;
-  if (lower.find("_redacted]") != std::string_view::npos) return true;
+  if (lower.find("_redacted]"sv) != std::string_view::npos) return true;
   // Code and references, not values: var.db_password, os.environ["X"], getenv("X"), process.env.X.
-  if (lower.find('(') != std::string_view::npos || lower.find("environ") != std::string_view::npos ||
-      lower.rfind("var.", 0) == 0 || lower.rfind("process.env", 0) == 0 || lower.rfind("env.", 0) == 0 ||
-      lower.rfind("vault:", 0) == 0 || lower.rfind("secretref", 0) == 0)
+  if (lower.find('(') != std::string_view::npos || lower.find("environ"sv) != std::string_view::npos ||
+      lower.starts_with("var."sv) || lower.starts_with("process.env"sv) || lower.starts_with("env."sv) ||
+      lower.starts_with("vault:"sv) || lower.starts_with("secretref"sv))
     return true;
   // Short numbers are settings (lengths, TTLs, ports), not credentials.
   if (lower.size() < 6 && lower.find_first_not_of("0123456789") == std::string_view::npos) return true;

@@ -35,6 +35,10 @@ bool IsUnicodeLetter(char32_t c);
 // DecodeUtf8 reads the code point at s[i]: its length in bytes, or 0 when the
 // bytes there are not well-formed UTF-8.
 size_t DecodeUtf8(std::string_view s, size_t i, char32_t* c);
+// LowerAscii: 'A'-'Z' lower-cased, every other byte as it is (branch-free, so loops over it vectorize).
+inline char LowerAscii(char c) {
+  return static_cast<char>(c | (static_cast<unsigned char>(c - 'A') < 26 ? 0x20 : 0));
+}
 // Lower returns an ASCII-lower-cased copy.
 std::string Lower(std::string_view s);
 

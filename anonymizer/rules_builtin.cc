@@ -13,6 +13,7 @@
 
 #include <cstring>
 #include <set>
+#include <unordered_set>
 
 #include "anonymizer/checks.h"
 #include "anonymizer/rules.h"
@@ -39,16 +40,20 @@ bool ExtendToken(std::string_view t, size_t* b, size_t* e) {
 // Components of a key name: "DB_PASSWORD" -> db, password; "PrivateKey" -> private, key.
 // The parts are views into `lower`, the key lower-cased (no allocation per part:
 // this runs for every key = value candidate).
-std::vector<std::string_view>& KeyComponents(std::string_view key, const std::string& lower,
+std::vector<std::string_view>& KeyComponents(std::string_view key, std::string_view lower,
                                               std::vector<std::string_view>& parts) {
+  // ASCII classes (what std::isalnum and friends give in the C locale the process runs in).
+  auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+  auto lower_case = [](char c) { return c >= 'a' && c <= 'z'; };
   parts.clear();
   size_t cur = 0, cur_len = 0;
   for (size_t i = 0; i < key.size(); ++i) {
     char c = key[i];
-    bool sep = !(std::isalnum(static_cast<unsigned char>(c)));
-    bool camel = i > 0 && std::isupper(static_cast<unsigned char>(c)) && std::islower(static_cast<unsigned char>(key[i - 1]));
+    bool sep = !alnum(c);
+    bool camel = i > 0 && upper(c) && lower_case(key[i - 1]);
     if ((sep || camel) && cur_len) {
-      parts.push_back(std::string_view(lower).substr(cur, cur_len));
+      parts.push_back(lower.substr(cur, cur_len));
       cur_len = 0;
     }
     if (!sep) {
@@ -56,7 +61,7 @@ std::vector<std::string_view>& KeyComponents(std::string_view key, const std::st
       ++cur_len;
     }
   }
-  if (cur_len) parts.push_back(std::string_view(lower).substr(cur, cur_len));
+  if (cur_len) parts.push_back(lower.substr(cur, cur_len));
   return parts;
 }
 
@@ -65,12 +70,23 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 }
 
 // SecretKeyCategory says what a key name holds, or "" when it names no secret.
-std::string SecretKeyCategory(std::string_view key) {
-  const std::string lower = Lower(key);
+// It runs for every key = value candidate: the key is lower-cased on the
+// stack and the word lists are hash sets of views.
+std::string_view SecretKeyCategory(std::string_view key) {
+  char buf[128];
+  std::string heap;
+  std::string_view lower;
+  if (key.size() <= sizeof buf) {
+    for (size_t i = 0; i < key.size(); ++i) buf[i] = LowerAscii(key[i]);
+    lower = std::string_view(buf, key.size());
+  } else {
+    heap = Lower(key);
+    lower = heap;
+  }
   thread_local std::vector<std::string_view> parts;
   const std::vector<std::string_view>& c = KeyComponents(key, lower, parts);
   if (c.empty()) return "";
-  static const std::set<std::string, std::less<>> kDeny = {
+  static const std::unordered_set<std::string_view> kDeny = {
       "uri", "url", "file", "path", "dir", "ttl", "length", "len", "size", "seconds", "secs", "timeout", "type",
       "name", "user", "username", "mode", "format", "expires", "expiry", "max", "min", "count", "enabled", "helper",
       "method", "store", "policy", "lifetime", "hash", "header", "field", "prefix", "endpoint", "host", "port",
@@ -81,11 +97,11 @@ std::string SecretKeyCategory(std::string_view key) {
   std::string_view last = c.back();
   if (kDeny.count(last)) return "";
   if (last == "id" && !(c.size() >= 2 && c[c.size() - 2] == "key")) return "";
-  static const std::set<std::string, std::less<>> kKeyQualifiers = {
+  static const std::unordered_set<std::string_view> kKeyQualifiers = {
       "api", "access", "secret", "private", "preshared", "account", "auth", "app", "nonce", "signing",
       "encryption", "master", "client", "license", "in", "service", "webhook", "restricted", "shared", "hmac",
       "crypt", "jwt", "session", "secure", "storage", "subscription", "consumer", "deploy", "admin", "rsa", "ssh"};
-  std::string category;
+  std::string_view category;
   for (size_t i = 0; i < c.size(); ++i) {
     std::string_view p = c[i];
     if (EndsWith(p, "password") || EndsWith(p, "passwd") || EndsWith(p, "pass") || p == "pwd" ||
@@ -135,7 +151,7 @@ bool ReadValue(std::string_view t, size_t pos, bool query, size_t* b, size_t* e)
 }
 
 // AcceptValue: a value worth redacting for a key of `category`.
-bool AcceptValue(std::string_view v, const std::string& category) {
+bool AcceptValue(std::string_view v, std::string_view category) {
   if (v.find("://") != std::string_view::npos) return false;  // URLs: the userinfo rules decide
   // Entropy is the costly part: computed once, and only when a decision needs it.
   double h = -1;
@@ -175,7 +191,7 @@ bool KeyValue(std::string_view t, size_t* b, size_t* e) {
     size_t ks = *b;
     while (ks > 0 && (IsWordByte(t[ks - 1]) || t[ks - 1] == '-' || t[ks - 1] == '.')) --ks;
     std::string_view key = t.substr(ks, *b - ks);
-    std::string category = SecretKeyCategory(key);
+    std::string_view category = SecretKeyCategory(key);
     if (category.empty()) return false;
     std::string_view sep = t.substr(*b, *e - *b);
     bool quoted_key = !sep.empty() && (sep[0] == '"' || sep[0] == '\'');
