@@ -581,8 +581,28 @@ size_t IPv4Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
 }
 
 // ipv6: (?:[0-9a-f]{0,4}:){2,7}...: up to four hex digits, ':', up to four, ':'.
+// IPv6Colon: the first c in [pos, end) holding a ':' with another within the
+// next five bytes (what the check below needs: at most four hex digits between).
+size_t IPv6Colon(std::string_view t, size_t pos, size_t end) {
+  const char* d = t.data();
+  size_t c = pos;
+#ifdef __SSE2__
+  const __m128i colon = _mm_set1_epi8(':');
+  auto at = [&](size_t k) { return _mm_cmpeq_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + c + k)), colon); };
+  for (; c + 21 <= end; c += 16) {
+    __m128i near = _mm_or_si128(_mm_or_si128(_mm_or_si128(at(1), at(2)), _mm_or_si128(at(3), at(4))), at(5));
+    if (int mask = _mm_movemask_epi8(_mm_and_si128(at(0), near)))
+      return c + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  for (; c < end; ++c)
+    if (d[c] == ':')
+      for (size_t k = 1; k <= 5 && c + k < end; ++k)
+        if (d[c + k] == ':') return c;
+  return end;
+}
 size_t IPv6Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
-  for (size_t c = FindByte(t, ':', pos, end); c < end; c = FindByte(t, ':', c + 1, end)) {
+  for (size_t c = IPv6Colon(t, pos, end); c < end; c = IPv6Colon(t, c + 1, end)) {
     size_t i = c + 1;
     while (i < end && i - (c + 1) < 5 && IsHexByte(t[i])) ++i;
     if (i >= end || t[i] != ':' || i - (c + 1) > 4) continue;
@@ -678,11 +698,34 @@ size_t UrlStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
 // mac: the whole shape: hex pairs joined by five of the same ':' or '-', or
 // three hex quads joined by '.'. Found from the separators: a start is two
 // bytes before a ':' or '-', or four before a '.' (in that order they ascend).
+// MacSeparator: the first c in [pos, end) where a MAC's first separator can be:
+// a ':' or '-' repeated three bytes on, or a '.' repeated five on (the shape
+// check below implies it; separators are everywhere, repeats at those distances
+// are not).
+size_t MacSeparator(std::string_view t, size_t pos, size_t end) {
+  const char* d = t.data();
+  size_t c = pos;
+#ifdef __SSE2__
+  const __m128i colon = _mm_set1_epi8(':'), dash = _mm_set1_epi8('-'), dot = _mm_set1_epi8('.');
+  for (; c + 21 <= end; c += 16) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + c));
+    __m128i a3 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + c + 3));
+    __m128i a5 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + c + 5));
+    __m128i pair = _mm_and_si128(_mm_or_si128(_mm_cmpeq_epi8(a, colon), _mm_cmpeq_epi8(a, dash)), _mm_cmpeq_epi8(a, a3));
+    __m128i quad = _mm_and_si128(_mm_cmpeq_epi8(a, dot), _mm_cmpeq_epi8(a5, dot));
+    if (int mask = _mm_movemask_epi8(_mm_or_si128(pair, quad)))
+      return c + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  for (; c < end; ++c) {
+    if ((d[c] == ':' || d[c] == '-') && c + 3 < end && d[c + 3] == d[c]) return c;
+    if (d[c] == '.' && c + 5 < end && d[c + 5] == '.') return c;
+  }
+  return end;
+}
 size_t MacStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   auto hex2 = [&](size_t i) { return IsHexByte(t[i]) && IsHexByte(t[i + 1]); };
-  static constexpr char kSeparators[] = {':', '-', '.'};
-  for (size_t c = FindAny(t, pos + 2 <= end ? pos + 2 : end, end, kSeparators); c < end;
-       c = FindAny(t, c + 1, end, kSeparators)) {
+  for (size_t c = MacSeparator(t, pos + 2 <= end ? pos + 2 : end, end); c < end; c = MacSeparator(t, c + 1, end)) {
     char sep = t[c];
     bool ok = false;
     size_t s;
@@ -810,9 +853,28 @@ size_t NationalPhoneEnd(std::string_view t, size_t s, size_t end) {
   }
   return i;
 }
+// PhoneStart: the first s in [pos, end) holding a '+' before a digit or a '0'
+// before 1-9 (how every match begins), sixteen positions at a time.
+size_t PhoneStart(std::string_view t, size_t pos, size_t end) {
+  const char* d = t.data();
+  size_t s = pos;
+#ifdef __SSE2__
+  const __m128i plus = _mm_set1_epi8('+'), zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+  for (; s + 17 <= end; s += 16) {
+    __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + s));
+    __m128i next = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + s + 1)), zero);
+    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(next, nine), next);                                     // next - '0' <= 9
+    __m128i nonzero = _mm_andnot_si128(_mm_cmpeq_epi8(next, _mm_setzero_si128()), digit);               // 1-9
+    __m128i hit = _mm_or_si128(_mm_and_si128(_mm_cmpeq_epi8(a, plus), digit), _mm_and_si128(_mm_cmpeq_epi8(a, zero), nonzero));
+    if (int mask = _mm_movemask_epi8(hit)) return s + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
+  }
+#endif
+  for (; s + 1 < end; ++s)
+    if ((d[s] == '+' && IsDigitByte(d[s + 1])) || (d[s] == '0' && d[s + 1] >= '1' && d[s + 1] <= '9')) return s;
+  return end;
+}
 size_t PhoneStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
-  static constexpr char kStarts[] = {'+', '0'};
-  for (size_t s = FindAny(t, pos, end, kStarts); s < end; s = FindAny(t, s + 1, end, kStarts)) {
+  for (size_t s = PhoneStart(t, pos, end); s < end; s = PhoneStart(t, s + 1, end)) {
     bool may = t[s] == '+' ? s + 1 < end && IsDigitByte(t[s + 1]) : NationalPhoneEnd(t, s, end) != std::string_view::npos;
     if (may) {
       *skip = s + 1;
