@@ -159,27 +159,36 @@ int CharClasses(std::string_view s) {
 }
 
 std::optional<std::string> Base64Decode(std::string_view s) {
+  // Standard and URL-safe alphabets at once; 64: not a base64 byte.
+  static constexpr auto kValue = [] {
+    std::array<unsigned char, 256> v{};
+    v.fill(64);
+    for (int i = 0; i < 26; ++i) {
+      v['A' + i] = static_cast<unsigned char>(i);
+      v['a' + i] = static_cast<unsigned char>(26 + i);
+    }
+    for (int i = 0; i < 10; ++i) v['0' + i] = static_cast<unsigned char>(52 + i);
+    v['+'] = v['-'] = 62;
+    v['/'] = v['_'] = 63;
+    return v;
+  }();
   while (!s.empty() && s.back() == '=') s.remove_suffix(1);
   if (s.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(s.size() * 3 / 4);
+  std::string out(s.size() * 3 / 4, '\0');  // exactly the bytes the input holds
+  size_t o = 0;
   uint32_t acc = 0;
   int bits = 0;
   for (char c : s) {
-    int v;
-    if (c >= 'A' && c <= 'Z') v = c - 'A';
-    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
-    else if (c >= '0' && c <= '9') v = c - '0' + 52;
-    else if (c == '+' || c == '-') v = 62;
-    else if (c == '/' || c == '_') v = 63;
-    else return std::nullopt;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
+    unsigned v = kValue[static_cast<unsigned char>(c)];
+    if (v == 64) return std::nullopt;
+    acc = (acc << 6) | v;
     bits += 6;
     if (bits >= 8) {
       bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xFF));
+      out[o++] = static_cast<char>((acc >> bits) & 0xFF);
     }
   }
+  out.resize(o);
   return out;
 }
 

@@ -409,3 +409,36 @@ TEST_CASE("the dictionary finds every whole-word occurrence, longest term first,
     CHECK(got == naive(text, terms));
   }
 }
+
+TEST_CASE("base64 decodes both alphabets, with or without padding, and refuses other bytes") {
+  auto encode = [](const std::string& in, bool url, bool pad) {
+    const char* a = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+                        : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    size_t i = 0;
+    for (; i + 3 <= in.size(); i += 3) {
+      uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8 | uint8_t(in[i + 2]);
+      for (int k = 3; k >= 0; --k) out.push_back(a[(v >> (6 * k)) & 63]);
+    }
+    if (in.size() - i == 1) {
+      uint32_t v = uint32_t(uint8_t(in[i])) << 16;
+      out += std::string{a[v >> 18], a[(v >> 12) & 63]} + (pad ? "==" : "");
+    } else if (in.size() - i == 2) {
+      uint32_t v = uint32_t(uint8_t(in[i])) << 16 | uint32_t(uint8_t(in[i + 1])) << 8;
+      out += std::string{a[v >> 18], a[(v >> 12) & 63], a[(v >> 6) & 63]} + (pad ? "=" : "");
+    }
+    return out;
+  };
+  std::mt19937 rng(3);
+  for (int round = 0; round < 500; ++round) {
+    std::string raw(rng() % 40, '\0');
+    for (char& c : raw) c = static_cast<char>(rng());
+    std::optional<std::string> got = Base64Decode(encode(raw, round % 2, round % 3 == 0));
+    REQUIRE(got);
+    CHECK(*got == raw);
+  }
+  CHECK(Base64Decode("dXNlcjpwYXNz") == std::optional<std::string>("user:pass"));
+  CHECK_FALSE(Base64Decode("dXNlc jpwYXNz"));
+  CHECK_FALSE(Base64Decode("dXNlcjpwY"));  // nine characters: one left over is no byte
+  CHECK_FALSE(Base64Decode("dXNl\xC3\xA9pw"));
+}
