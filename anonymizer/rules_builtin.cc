@@ -240,8 +240,9 @@ bool PemBody(std::string_view t, size_t* b, size_t* e) {
   if (nl == 0) return false;
   size_t body = pos + nl;
   size_t end = t.find("-----END ", body);
-  size_t next_begin = t.find("-----BEGIN ", body);
-  if (end != std::string_view::npos && (next_begin == std::string_view::npos || end < next_begin)) {
+  // An END line that belongs to this key: no other BEGIN before it (looked for
+  // up to the END only: the next key may be megabytes on).
+  if (end != std::string_view::npos && t.substr(body, end - body).find("-----BEGIN ") == std::string_view::npos) {
     size_t stop = end;
     if (stop > body && (t[stop - 1] == '+' || t[stop - 1] == '-' || t[stop - 1] == ' ' || t[stop - 1] == '>')) --stop;
     if (stop >= body + 2 && t.compare(stop - 2, 2, "\\n") == 0) stop -= 2;
