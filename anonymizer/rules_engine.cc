@@ -41,11 +41,11 @@ RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
       std::fprintf(stderr, "warden: rule %s does not compile: %s\n", r.name.c_str(), compiled_.back()->error().c_str());
       std::abort();
     }
+    is_always_.push_back(!r.multiline && r.keywords.empty());
     if (r.multiline) {
       multiline_.push_back(i);
       continue;
     }
-    if (r.keywords.empty()) always_.push_back(i);
     for (const std::string& k : r.keywords) {
       std::string err;
       int idx = keywords_->Add(k, &err);
@@ -153,7 +153,7 @@ void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool d
   blocks.clear();
   if (ranges_of.size() < rules_.size()) ranges_of.resize(rules_.size());
   for (size_t r = 0; r < rules_.size(); ++r) ranges_of[r].clear();
-  run.resize(rules_.size());
+  run.assign(rules_.size(), 0);
   for (size_t b = begin; b < end;) {
     size_t e = std::min(end, b + kBlock);
     if (e < end) {  // end blocks at a line end, so single-line rules see whole lines
@@ -161,17 +161,25 @@ void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool d
       e = nl == std::string_view::npos || nl >= end ? end : nl + 1;
     }
     hits.clear();
-    std::fill(run.begin(), run.end(), 0);
-    if (keywords_->Match(re2::StringPiece(text.data() + b, e - b), &hits))
+    if (keywords_->Match(re2::StringPiece(text.data() + b, e - b), &hits)) {
+      // Each rule the block's triggers enable, once (a rule may have several triggers).
       for (int h : hits)
-        for (size_t r : keyword_rules_[static_cast<size_t>(h)]) run[r] = 1;
-    for (size_t r : always_) run[r] = 1;
-    for (size_t r = 0; r < rules_.size(); ++r)
-      if (run[r]) ranges_of[r].push_back(blocks.size());
+        for (size_t r : keyword_rules_[static_cast<size_t>(h)])
+          if (!run[r]) {
+            run[r] = 1;
+            ranges_of[r].push_back(blocks.size());
+          }
+      for (int h : hits)
+        for (size_t r : keyword_rules_[static_cast<size_t>(h)]) run[r] = 0;
+    }
     blocks.emplace_back(b, e);
     b = e;
   }
   for (size_t r = 0; r < rules_.size(); ++r) {
+    if (is_always_[r]) {  // no trigger: every block, one run over the whole text
+      if (!blocks.empty()) RunRule(r, text, begin, end, out, decoded);
+      continue;
+    }
     const std::vector<size_t>& idx = ranges_of[r];
     for (size_t i = 0; i < idx.size();) {
       size_t j = i;
