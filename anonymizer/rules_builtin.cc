@@ -1114,8 +1114,13 @@ size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) 
     }
     bool ascii = IsKeyTailByte(t[r - 1]);
     if (!ascii && static_cast<unsigned char>(t[r - 1]) < 0x80) continue;
-    size_t rs = r;
-    while (rs > pos && IsKeyTailByte(t[rs - 1])) --rs;
+    // Back over the key's run, noting the leftmost key word in it on the way
+    // (the shortest key words have three letters).
+    size_t rs = r, first = std::string_view::npos;
+    while (rs > pos && IsKeyTailByte(t[rs - 1])) {
+      --rs;
+      if (rs + 3 <= r && IsKeyFirstByte(t[rs]) && KeyWordAt(t, rs, r)) first = rs;
+    }
     if (rs > pos && static_cast<unsigned char>(t[rs - 1]) >= 0x80) ascii = false;
     if (!ascii) {
       while (rs > pos && (IsKeyTailByte(t[rs - 1]) || static_cast<unsigned char>(t[rs - 1]) >= 0x80)) --rs;
@@ -1128,11 +1133,9 @@ size_t KeyValueStarts(std::string_view t, size_t pos, size_t end, size_t* skip) 
       }
       continue;
     }
-    for (size_t p = rs; p + 3 <= r; ++p) {  // the shortest key words have three letters
-      if (IsKeyFirstByte(t[p]) && KeyWordAt(t, p, r)) {
-        *skip = r;
-        return p;
-      }
+    if (first != std::string_view::npos) {
+      *skip = r;
+      return first;
     }
   }
   return end;
