@@ -174,9 +174,28 @@ void ResolveCluster(std::vector<Span>* c, std::vector<Span>* kept) {
 std::vector<Span> ResolveSpans(std::vector<Span> spans) {
   spans.erase(std::remove_if(spans.begin(), spans.end(), [](const Span& s) { return s.end <= s.begin; }), spans.end());
   const size_t n = spans.size();
-  std::vector<std::pair<size_t, uint32_t>> order(n);  // (begin, index): a total order, so the result is deterministic
-  for (size_t i = 0; i < n; ++i) order[i] = {spans[i].begin, static_cast<uint32_t>(i)};
-  std::sort(order.begin(), order.end());
+  // (begin, index): a total order, so the result is deterministic. Each source
+  // (each rule) reports its spans in text order, so `spans` is a few ascending
+  // runs: they are merged pairwise, not sorted from scratch.
+  std::vector<std::pair<size_t, uint32_t>> order(n), other(n);
+  std::vector<size_t> runs = {0};
+  for (size_t i = 0; i < n; ++i) {
+    order[i] = {spans[i].begin, static_cast<uint32_t>(i)};
+    if (i > 0 && spans[i].begin < spans[i - 1].begin) runs.push_back(i);
+  }
+  runs.push_back(n);
+  while (runs.size() > 2) {
+    std::vector<size_t> merged = {0};
+    for (size_t k = 0; k + 1 < runs.size(); k += 2) {
+      size_t b = runs[k], m = runs[k + 1], e = k + 2 < runs.size() ? runs[k + 2] : m;
+      std::merge(order.begin() + static_cast<std::ptrdiff_t>(b), order.begin() + static_cast<std::ptrdiff_t>(m),
+                 order.begin() + static_cast<std::ptrdiff_t>(m), order.begin() + static_cast<std::ptrdiff_t>(e),
+                 other.begin() + static_cast<std::ptrdiff_t>(b));
+      merged.push_back(e);
+    }
+    order.swap(other);
+    runs = std::move(merged);
+  }
   std::vector<Span> kept;
   kept.reserve(n);
   std::vector<Span> cluster;
