@@ -14,6 +14,7 @@
 #include "anonymizer/crypto_pan.h"
 #include "anonymizer/iac.h"
 #include "anonymizer/rules.h"
+#include "tests/unit/temp_dir.h"
 
 using namespace warden::anonymizer;
 
@@ -131,12 +132,11 @@ TEST_CASE("checksum validators") {
 }
 
 TEST_CASE("infra.yml names, operator patterns, dictionary and keep list") {
-  char tmpl[] = "/tmp/warden-iac-XXXXXX";
-  std::filesystem::path dir = mkdtemp(tmpl);
-  std::ofstream(dir / "infra.yml") << "project_name: acme\ndomains:\n  pro:\n    description: \"Client Veltrix - contrat 24-117\"\n"
-                                      "    machines:\n      pro-dev: {type: lxc}\n  lab:\n    machines:\n      lab-box: {}\n";
+  warden::testing::TempDir dir("warden-iac");
   warden::AnonymizerConfig config;
-  config.infra_yml = (dir / "infra.yml").string();
+  config.infra_yml = dir.Write("infra.yml",
+                               "project_name: acme\ndomains:\n  pro:\n    description: \"Client Veltrix - contrat 24-117\"\n"
+                               "    machines:\n      pro-dev: {type: lxc}\n  lab:\n    machines:\n      lab-box: {}\n");
   config.patterns.push_back({"ticket", R"(TCK-([0-9]{6}))", "ticket", false});
   config.patterns.push_back({"internal-key", R"(ik_[a-z0-9]{12})", "internal_key", true});
   config.dictionary["customer"] = {"Globex"};
@@ -159,12 +159,10 @@ TEST_CASE("infra.yml names, operator patterns, dictionary and keep list") {
   CHECK(out.find("[INTERNAL_KEY_REDACTED]") != std::string::npos);
   CHECK(out.find("pro-dev-staging") != std::string::npos);  // the keep list wins
 
-  config.infra_yml = (dir / "missing.yml").string();
+  config.infra_yml = (dir.path() / "missing.yml").string();
   CHECK_FALSE(MakeAnonymizer(config).ok());
-  std::ofstream(dir / "bad.yml") << "just: [a list\n";
-  config.infra_yml = (dir / "bad.yml").string();
+  config.infra_yml = dir.Write("bad.yml", "just: [a list\n");
   CHECK_FALSE(MakeAnonymizer(config).ok());
-  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("Crypto-PAn keeps prefixes and is keyed") {

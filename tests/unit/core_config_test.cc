@@ -4,24 +4,11 @@
 #include <fstream>
 
 #include "core/config.h"
+#include "tests/unit/temp_dir.h"
 
 namespace fs = std::filesystem;
 using warden::LoadConfig;
-
-namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/warden-config-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string Write(const std::string& name, const std::string& text) {
-    std::ofstream(path / name) << text;
-    return (path / name).string();
-  }
-};
-}  // namespace
+using warden::testing::TempDir;
 
 TEST_CASE("no config file gives embedded defaults") {
   auto load = LoadConfig("", "/tmp/warden-state-test");
@@ -33,8 +20,8 @@ TEST_CASE("no config file gives embedded defaults") {
 }
 
 TEST_CASE("a valid config is read, relative paths resolve against the file") {
-  TempDir d;
-  fs::create_directories(d.path / "repo/.git");
+  TempDir d("warden-config");
+  fs::create_directories(d.path() / "repo/.git");
   std::string file = d.Write("w.yaml", R"(
 state_dir: state
 server: {max_concurrent_calls: 3, tools_page_size: 1}
@@ -46,14 +33,14 @@ git:
 )");
   auto load = LoadConfig(file);
   REQUIRE(load.ok());
-  CHECK(load.config.state_dir == (d.path / "state").string());
+  CHECK(load.config.state_dir == (d.path() / "state").string());
   CHECK(load.config.server.max_concurrent_calls == 3);
   CHECK(load.config.output.max_response_bytes == 4096);
-  CHECK(load.config.git.repos.at("demo") == (d.path / "repo").string());
+  CHECK(load.config.git.repos.at("demo") == (d.path() / "repo").string());
 }
 
 TEST_CASE("config errors name the file, line and key") {
-  TempDir d;
+  TempDir d("warden-config");
   std::string file = d.Write("bad.yaml", R"(server:
   max_concurrent_calls: many
   tools_page_size: 0
@@ -77,13 +64,13 @@ git:
 }
 
 TEST_CASE("YAML syntax errors and missing files are errors, not crashes") {
-  TempDir d;
+  TempDir d("warden-config");
   auto syntax = LoadConfig(d.Write("s.yaml", "server: [unclosed\n"));
   REQUIRE(syntax.errors.size() == 1);
   CHECK(syntax.errors[0].message.find("YAML syntax error") == 0);
   CHECK(syntax.errors[0].line >= 1);
 
-  auto missing = LoadConfig((d.path / "absent.yaml").string());
+  auto missing = LoadConfig((d.path() / "absent.yaml").string());
   REQUIRE(missing.errors.size() == 1);
   CHECK(missing.errors[0].message == "cannot read config: no such file");
 

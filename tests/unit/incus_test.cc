@@ -8,8 +8,9 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/config.h"
 #include "core/cancel.h"
+#include "core/config.h"
+#include "tests/unit/temp_dir.h"
 #include "tools/incus_client.h"
 #include "tools/incus_tool.h"
 
@@ -18,23 +19,10 @@ using warden::IncusConfig;
 using warden::IsIncusName;
 using warden::LoadConfig;
 namespace incus = warden::tools::incus;
+using warden::testing::TempDir;
 
 namespace {
 constexpr const char* kPin = "6f1c9a1c0b7f0a5d4d8a9c1e2b3f4a5d6e7f8091a2b3c4d5e6f708192a3b4c5d";
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/warden-incus-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string Write(const std::string& name, const std::string& text, mode_t mode = 0600) {
-    std::ofstream(path / name) << text;
-    chmod((path / name).c_str(), mode);
-    return (path / name).string();
-  }
-};
 
 // Errors joined, to look for the key and line of one of them.
 std::string Errors(const warden::ConfigLoad& load) {
@@ -53,7 +41,7 @@ TEST_CASE("incus config: defaults are the local socket and no projects (tools of
 }
 
 TEST_CASE("incus config: a unix server and projects are read") {
-  TempDir d;
+  TempDir d("warden-incus");
   auto load = LoadConfig(d.Write("w.yaml", R"(
 incus:
   server: unix:/run/incus.sock
@@ -73,7 +61,7 @@ incus:
 }
 
 TEST_CASE("incus config: an https server needs a client certificate, its key and a pin") {
-  TempDir d;
+  TempDir d("warden-incus");
   std::string cert = d.Write("client.crt", "not checked at load\n", 0644);
   std::string key = d.Write("client.key", "not checked at load\n", 0600);
   SECTION("complete, with the pin normalised to lower-case hex") {
@@ -120,7 +108,7 @@ TEST_CASE("incus config: an https server needs a client certificate, its key and
 }
 
 TEST_CASE("incus config: errors carry file, line and key") {
-  TempDir d;
+  TempDir d("warden-incus");
   std::string file = d.Write("w.yaml", R"(incus:
   server: http://incus:8443
   server_cert_sha256: abc

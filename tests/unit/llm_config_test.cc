@@ -6,24 +6,13 @@
 #include <fstream>
 
 #include "core/config.h"
+#include "tests/unit/temp_dir.h"
 
 namespace fs = std::filesystem;
 using warden::LoadConfig;
+using warden::testing::TempDir;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/warden-llmcfg-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string Write(const std::string& name, const std::string& text) {
-    std::ofstream(path / name) << text;
-    return (path / name).string();
-  }
-};
-
 std::string Errors(const warden::ConfigLoad& load) {
   std::string out;
   for (const auto& e : load.errors) out += e.ToString() + "\n";
@@ -32,7 +21,7 @@ std::string Errors(const warden::ConfigLoad& load) {
 }  // namespace
 
 TEST_CASE("llm and layer2 sections are read") {
-  TempDir d;
+  TempDir d("warden-llmcfg");
   std::string token = d.Write("tok", "abc\n");
   ::chmod(token.c_str(), 0600);
   std::string file = d.Write("w.yaml", R"(llm:
@@ -55,7 +44,7 @@ anonymizer:
   CHECK_FALSE(l.https);
   CHECK(l.api == "openai");
   CHECK(l.max_concurrency == 4);
-  CHECK(l.bearer_token_file == (d.path / "tok").string());
+  CHECK(l.bearer_token_file == (d.path() / "tok").string());
   const auto& l2 = load.config.anonymizer.layer2;
   CHECK(l2.enabled);
   CHECK(l2.on_unavailable == "regex_only");
@@ -64,7 +53,7 @@ anonymizer:
 }
 
 TEST_CASE("llm config errors are located") {
-  TempDir d;
+  TempDir d("warden-llmcfg");
   std::string token = d.Write("tok", "abc\n");
   ::chmod(token.c_str(), 0644);
   struct Case {
@@ -76,7 +65,7 @@ TEST_CASE("llm config errors are located") {
       {"llm:\n  model: m\n", "llm.endpoint: is required"},
       {"llm:\n  endpoint: http://x:1\n  model: m\n  api: claude\n", "w.yaml:4:8: llm.api: must be one of: ollama, openai"},
       {"llm:\n  endpoint: http://x:1\n  model: m\n  bearer_token_file: tok\n",
-       "w.yaml:4:22: llm.bearer_token_file: " + (d.path / "tok").string() + " has mode 0644"},
+       "w.yaml:4:22: llm.bearer_token_file: " + (d.path() / "tok").string() + " has mode 0644"},
       {"llm:\n  endpoint: https://x:1\n  model: m\n", "llm.endpoint: an https endpoint needs tls_ca_file"},
       {"llm:\n  endpoint: http://x:1\n  model: m\n  tls_server_cert_sha256: abc\n",
        "w.yaml:4:27: llm.tls_server_cert_sha256: must be the SHA-256"},

@@ -7,6 +7,7 @@
 
 #include "core/json_schema.h"
 #include "server/pipeline.h"
+#include "tests/unit/temp_dir.h"
 #include "tools/tool.h"
 
 namespace json = boost::json;
@@ -16,7 +17,8 @@ using namespace warden;
 namespace {
 
 struct Fixture {
-  fs::path dir;
+  warden::testing::TempDir tmp{"warden-pipeline"};
+  fs::path dir = tmp.path();
   std::unique_ptr<storage::AuditStore> audit;
   std::unique_ptr<anonymizer::Anonymizer> anon = anonymizer::MakeDefaultAnonymizer();
   canary::Guard guard;
@@ -26,12 +28,9 @@ struct Fixture {
   std::unique_ptr<server::Pipeline> pipeline;
 
   Fixture() {
-    char tmpl[] = "/tmp/warden-pipeline-XXXXXX";
-    dir = mkdtemp(tmpl);
     audit = std::move(storage::AuditStore::Open((dir / "audit.db").string()).value());
     pipeline = std::make_unique<server::Pipeline>(*anon, guard, *audit, output, 300, clock);
   }
-  ~Fixture() { fs::remove_all(dir); }
 
   server::CallInfo Call(const std::string& id = "call-1") {
     return {"session-1", id, "git", "repo:demo", json::parse(R"({"repo":"demo","pattern":"10.0.0.1"})"),

@@ -45,18 +45,6 @@ int FreePort() {
 
 }  // namespace
 
-TempDir::TempDir(const std::string& prefix) {
-  const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp && *tmp ? tmp : "/tmp") + "/" + prefix + "-XXXXXX";
-  if (::mkdtemp(tmpl.data()) == nullptr) std::abort();
-  path_ = fs::canonical(tmpl);
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 CommandResult Run(const std::vector<std::string>& argv) {
   tools::ProcessSpec spec;
   spec.argv = argv;

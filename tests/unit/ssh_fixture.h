@@ -24,23 +24,11 @@
 #include "core/config.h"
 #include "core/result.h"
 #include "sshca/ca.h"
+#include "tests/unit/temp_dir.h"
 
 namespace warden::testing {
 
 namespace fs = std::filesystem;
-
-// TempDir is a fresh directory under $TMPDIR (or /tmp), removed on destruction.
-class TempDir {
- public:
-  explicit TempDir(const std::string& prefix = "warden-test");
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 struct CommandResult {
   int status = -1;  // exit status; -1 if it did not exit normally or could not start

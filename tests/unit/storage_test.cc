@@ -11,20 +11,13 @@
 #include "core/clock.h"
 #include "storage/audit_store.h"
 #include "storage/purge_worker.h"
+#include "tests/unit/temp_dir.h"
 
 namespace fs = std::filesystem;
 using warden::storage::AuditStore;
+using warden::testing::TempDir;
 
 namespace {
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/warden-storage-XXXXXX";
-    path = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
 std::string Query(const fs::path& db_path, const std::string& sql) {
   sqlite3* db;
   sqlite3_open(db_path.c_str(), &db);
@@ -41,8 +34,8 @@ std::string Query(const fs::path& db_path, const std::string& sql) {
 }  // namespace
 
 TEST_CASE("a new database is WAL, mode 0600, at the current schema version") {
-  TempDir d;
-  fs::path db = d.path / "sub/dir/audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "sub/dir/audit.db";
   auto store = AuditStore::Open(db.string());
   REQUIRE(store.ok());
   struct stat st;
@@ -55,8 +48,8 @@ TEST_CASE("a new database is WAL, mode 0600, at the current schema version") {
 }
 
 TEST_CASE("a database at schema version 1 is migrated, its rows kept") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   {
     sqlite3* raw;
     REQUIRE(sqlite3_open(db.c_str(), &raw) == SQLITE_OK);
@@ -88,8 +81,8 @@ TEST_CASE("a database at schema version 1 is migrated, its rows kept") {
 }
 
 TEST_CASE("a database from a newer Warden is refused, not downgraded") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   REQUIRE(AuditStore::Open(db.string()).ok());
   sqlite3* raw;
   sqlite3_open(db.c_str(), &raw);
@@ -101,8 +94,8 @@ TEST_CASE("a database from a newer Warden is refused, not downgraded") {
 }
 
 TEST_CASE("a call row is written at start and completed at the end") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string()).value());
   REQUIRE(store->StartSession({"s1", 1000, "client", "1.0", "2025-11-25"}).ok());
   REQUIRE(store->BeginCall({"c1", "s1", "git", "repo:demo", "{}", 1001}).ok());
@@ -122,8 +115,8 @@ TEST_CASE("a call row is written at start and completed at the end") {
 }
 
 TEST_CASE("purge nulls expired bodies and keeps their hashes") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string()).value());
   for (const char* id : {"old", "new"}) {
     REQUIRE(store->BeginCall({id, "s", "git", "t", "{}", 1}).ok());
@@ -146,8 +139,8 @@ TEST_CASE("purge nulls expired bodies and keeps their hashes") {
 }
 
 TEST_CASE("a corrupt, foreign or unwritable database is a clear error") {
-  TempDir d;
-  fs::path junk = d.path / "junk.db";
+  TempDir d("warden-storage");
+  fs::path junk = d.path() / "junk.db";
   std::ofstream(junk) << std::string(8192, 'x');
   auto bad = AuditStore::Open(junk.string());
   REQUIRE_FALSE(bad.ok());
@@ -155,7 +148,7 @@ TEST_CASE("a corrupt, foreign or unwritable database is a clear error") {
   CHECK(bad.status().message().find(junk.string()) != std::string::npos);
 
   if (geteuid() != 0) {  // root ignores permissions
-    fs::path ro = d.path / "ro";
+    fs::path ro = d.path() / "ro";
     fs::create_directories(ro);
     fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
     auto denied = AuditStore::Open((ro / "audit.db").string());
@@ -167,8 +160,8 @@ TEST_CASE("a corrupt, foreign or unwritable database is a clear error") {
 }
 
 TEST_CASE("the purge worker empties expired bodies by the store's clock, and once more when stopped") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string()).value());
   for (const char* id : {"early", "late"}) {
     REQUIRE(store->BeginCall({id, "s", "git", "t", "{}", 1}).ok());
@@ -195,8 +188,8 @@ TEST_CASE("the purge worker empties expired bodies by the store's clock, and onc
 }
 
 TEST_CASE("concurrent writers share commits and every row lands; a failed write undoes only itself") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string()).value());
   std::vector<std::thread> threads;
   std::atomic<int> failures{0}, missing_refused{0};
@@ -222,8 +215,8 @@ TEST_CASE("concurrent writers share commits and every row lands; a failed write 
 }
 
 TEST_CASE("a halt stays active until lifted, and the lift is recorded") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string()).value());
   REQUIRE(store->ActiveHalt().ok());
   CHECK_FALSE(store->ActiveHalt().value().has_value());
@@ -249,8 +242,8 @@ TEST_CASE("a halt stays active until lifted, and the lift is recorded") {
 }
 
 TEST_CASE("a database locked by another process fails writes with a clear error, then recovers") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string(), {100}).value());
   sqlite3* locker;
   REQUIRE(sqlite3_open(db.c_str(), &locker) == SQLITE_OK);
@@ -264,8 +257,8 @@ TEST_CASE("a database locked by another process fails writes with a clear error,
 }
 
 TEST_CASE("stats gather latency, canaries, tools, ssh expiry and purge lag from the rows") {
-  TempDir d;
-  fs::path db = d.path / "audit.db";
+  TempDir d("warden-storage");
+  fs::path db = d.path() / "audit.db";
   auto store = std::move(AuditStore::Open(db.string()).value());
   auto call = [&](const std::string& id, const std::string& tool, const std::string& status, int64_t anon_us,
                   const std::string& canary, const std::string& details, int64_t duration_ms) {
