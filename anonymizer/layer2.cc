@@ -1,6 +1,5 @@
 #include "anonymizer/layer2.h"
 
-#include <openssl/evp.h>
 #include <re2/re2.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <thread>
 
 #include "core/clock.h"
+#include "core/hex.h"
 
 namespace warden::anonymizer {
 namespace json = boost::json;
@@ -61,29 +61,6 @@ const CategoryInfo* FindCategory(std::string_view name) {
   for (const CategoryInfo& c : kCategories)
     if (name == c.name) return &c;
   return nullptr;
-}
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
-}
-
-std::string HexOf(const std::string& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : bytes) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
 }
 
 bool Continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
@@ -360,7 +337,7 @@ Status Layer2::Find(std::string_view text, const std::vector<Span>& layer1, std:
   }
 
   auto run = [&](Ask& a) {
-    std::string boundary = HexOf(RandomBytes(12));
+    std::string boundary = RandomHex(12);
     std::string_view chunk = std::string_view(m.text).substr(a.begin, a.end - a.begin);
     ChatRequest req;
     req.system = options_.system_prompt;

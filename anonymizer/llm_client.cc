@@ -16,6 +16,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/hex.h"
+
 namespace warden::anonymizer {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -33,13 +35,7 @@ std::string CertSha256(X509* cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (X509_digest(cert, EVP_sha256(), md, &n) != 1) return "";
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kDigits[md[i] >> 4]);
-    out.push_back(kDigits[md[i] & 0xf]);
-  }
-  return out;
+  return HexOf(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
 const json::object* Obj(const json::value* v) { return v && v->is_object() ? &v->get_object() : nullptr; }

@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/hex.h"
+
 namespace warden {
 
 int64_t UnixMillis(std::chrono::system_clock::time_point t) {
@@ -20,16 +22,7 @@ std::string RandomBytes(size_t n) {
   return out;
 }
 
-std::string RandomHex(size_t n) {
-  static const char* kHex = "0123456789abcdef";
-  std::string raw = RandomBytes(n), out;
-  out.reserve(2 * n);
-  for (unsigned char c : raw) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
+std::string RandomHex(size_t n) { return HexOf(RandomBytes(n)); }
 
 std::string RandomId() {
   static const char* kAlphabet = "abcdefghijkmnpqrstuvwxyz23456789";  // 32 symbols, no look-alikes

@@ -1,27 +1,14 @@
 #include "server/pipeline.h"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 
+#include "core/hex.h"
 #include "server/envelope.h"
 
 namespace warden::server {
 namespace json = boost::json;
 
 namespace {
-
-std::string Sha256Hex(std::string_view data) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  EVP_Digest(data.data(), data.size(), md, &n, EVP_sha256(), nullptr);
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < n; ++i) {
-    out.push_back(kHex[md[i] >> 4]);
-    out.push_back(kHex[md[i] & 15]);
-  }
-  return out;
-}
 
 std::string RefusalStatus(Code code) {
   switch (code) {

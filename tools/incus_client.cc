@@ -2,7 +2,6 @@
 
 #include <arpa/inet.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <unistd.h>
@@ -20,6 +19,9 @@
 #include <functional>
 #include <map>
 #include <type_traits>
+
+#include "core/clock.h"
+#include "core/hex.h"
 
 namespace warden::tools::incus {
 namespace asio = boost::asio;
@@ -62,17 +64,6 @@ struct Failure : std::exception {
   Status status;
 };
 
-std::string Hex(const unsigned char* p, size_t n) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
-  for (size_t i = 0; i < n; ++i) {
-    out.push_back(kDigits[p[i] >> 4]);
-    out.push_back(kDigits[p[i] & 0xf]);
-  }
-  return out;
-}
-
 // CertSha256 is the lower-case hex SHA-256 of a certificate's DER form, as
 // `incus remote add` and `openssl x509 -fingerprint -sha256` show it.
 std::string CertSha256(X509* cert) {
@@ -80,13 +71,7 @@ std::string CertSha256(X509* cert) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int n = 0;
   if (X509_digest(cert, EVP_sha256(), md, &n) != 1) return "";
-  return Hex(md, n);
-}
-
-std::string RandomHex(size_t bytes) {
-  std::vector<unsigned char> buf(bytes);
-  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) return "";
-  return Hex(buf.data(), buf.size());
+  return HexOf(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
 std::string Clip(std::string s) {
@@ -154,7 +139,7 @@ std::string ArgvSha256(const std::vector<std::string>& argv) {
   }
   EVP_DigestFinal_ex(ctx, md, &n);
   EVP_MD_CTX_free(ctx);
-  return Hex(md, n);
+  return HexOf(std::string_view(reinterpret_cast<const char*>(md), n));
 }
 
 // ---- the client ----

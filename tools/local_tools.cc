@@ -1,10 +1,9 @@
 #include "tools/local_tools.h"
 
-#include <openssl/rand.h>
-
 #include <algorithm>
 
 #include "anonymizer/layer2.h"
+#include "core/clock.h"
 #include "core/json_schema.h"
 
 namespace warden::tools {
@@ -36,21 +35,9 @@ constexpr const char* kCodePrompt =
     "you. Never include passwords, keys or tokens: use placeholders such as ${DB_PASSWORD}.\n"
     "</SYSTEM_INSTRUCTIONS>";
 
-std::string Boundary() {
-  unsigned char b[12];
-  if (RAND_bytes(b, sizeof b) != 1) return "warden";
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : b) {
-    out.push_back(kHex[c >> 4]);
-    out.push_back(kHex[c & 15]);
-  }
-  return out;
-}
-
 // Envelope puts `data` in an UNTRUSTED_DATA block with a random boundary.
 std::string Envelope(std::string_view data, const std::string& attrs = "") {
-  std::string b = Boundary();
+  std::string b = RandomHex(12);
   std::string out = "<UNTRUSTED_DATA boundary=\"" + b + "\"" + attrs + ">\n";
   out.append(data);
   out += "\n</UNTRUSTED_DATA boundary=\"" + b + "\">\n";
