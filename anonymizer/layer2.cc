@@ -67,6 +67,16 @@ bool Continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x8
 
 }  // namespace
 
+std::string UntrustedData(std::string_view data) {
+  std::string boundary = RandomHex(12);
+  std::string out;
+  out.reserve(data.size() + 100);
+  out.append("<UNTRUSTED_DATA boundary=\"").append(boundary).append("\">\n");
+  out.append(data);
+  out.append("\n</UNTRUSTED_DATA boundary=\"").append(boundary).append("\">\n");
+  return out;
+}
+
 // ---- masking ----
 
 Masked Mask(std::string_view text, const std::vector<Span>& layer1) {
@@ -337,20 +347,12 @@ Status Layer2::Find(std::string_view text, const std::vector<Span>& layer1, std:
   }
 
   auto run = [&](Ask& a) {
-    std::string boundary = RandomHex(12);
     std::string_view chunk = std::string_view(m.text).substr(a.begin, a.end - a.begin);
     ChatRequest req;
     req.system = options_.system_prompt;
     req.schema = schema_;
     req.max_tokens = 1024;
-    req.user.reserve(chunk.size() + 200);
-    req.user.append("Classify the data below. Answer with the JSON object only.\n<UNTRUSTED_DATA boundary=\"")
-        .append(boundary)
-        .append("\">\n")
-        .append(chunk)
-        .append("\n</UNTRUSTED_DATA boundary=\"")
-        .append(boundary)
-        .append("\">\n");
+    req.user = "Classify the data below. Answer with the JSON object only.\n" + UntrustedData(chunk);
     Result<ChatAnswer> ans = client_->Chat(req);
     if (!ans.ok()) {
       a.status = ans.status();

@@ -44,6 +44,11 @@ namespace warden::anonymizer {
 // The compiled-in system prompt of layer 2.
 extern const char* const kLayer2SystemPrompt;
 
+// UntrustedData puts `data` for a local model inside <UNTRUSTED_DATA
+// boundary="random">...</UNTRUSTED_DATA boundary="random"> (D1): layer 2's
+// chunks and the local_* tools' material.
+std::string UntrustedData(std::string_view data);
+
 struct ModelSpan {
   std::string text;
   std::string category;  // one of the schema's enum
