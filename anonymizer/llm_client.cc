@@ -30,14 +30,6 @@ namespace {
 
 constexpr uint64_t kMaxBody = uint64_t{8} << 20;  // a larger answer is refused unread
 
-std::string CertSha256(X509* cert) {
-  if (cert == nullptr) return "";
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (X509_digest(cert, EVP_sha256(), md, &n) != 1) return "";
-  return HexOf(std::string_view(reinterpret_cast<const char*>(md), n));
-}
-
 const json::object* Obj(const json::value* v) { return v && v->is_object() ? &v->get_object() : nullptr; }
 
 int64_t IntField(const json::object* o, std::string_view key) {

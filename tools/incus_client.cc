@@ -64,16 +64,6 @@ struct Failure : std::exception {
   Status status;
 };
 
-// CertSha256 is the lower-case hex SHA-256 of a certificate's DER form, as
-// `incus remote add` and `openssl x509 -fingerprint -sha256` show it.
-std::string CertSha256(X509* cert) {
-  if (cert == nullptr) return "";
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int n = 0;
-  if (X509_digest(cert, EVP_sha256(), md, &n) != 1) return "";
-  return HexOf(std::string_view(reinterpret_cast<const char*>(md), n));
-}
-
 std::string Clip(std::string s) {
   if (s.size() > kMaxErrorText) s = s.substr(0, kMaxErrorText) + "...";
   return s;
