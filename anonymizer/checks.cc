@@ -218,17 +218,8 @@ bool MostlyPrintable(std::string_view s) {
 bool IsPlaceholderValue(std::string_view v) {
   while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
   if (v.empty()) return true;
-  // Lower-cased on the stack (this runs for every key = value candidate).
-  char buf[256];
-  std::string heap;
-  std::string_view lower;
-  if (v.size() <= sizeof buf) {
-    for (size_t i = 0; i < v.size(); ++i) buf[i] = LowerAscii(v[i]);
-    lower = std::string_view(buf, v.size());
-  } else {
-    heap = Lower(v);
-    lower = heap;
-  }
+  const LowerView lowered(v);  // this runs for every key = value candidate
+  const std::string_view lower = lowered.view();
   static const char* kExact[] = {"changeme", "change_me", "change-me", "password", "passwd", "secret", "none",
                                  "null", "nil", "true", "false", "yes", "no", "example", "redacted", "str",
                                  "string", "bytes", "int", "required", "optional", "todo", "tbd", "test",

@@ -41,5 +41,27 @@ inline char LowerAscii(char c) {
 }
 // Lower returns an ASCII-lower-cased copy.
 std::string Lower(std::string_view s);
+// LowerView: an ASCII-lower-cased copy of `s`, on the stack when it is short
+// (for the checks that run on every candidate). Not copyable: view() points into it.
+class LowerView {
+ public:
+  explicit LowerView(std::string_view s) {
+    if (s.size() <= sizeof buf_) {
+      for (size_t i = 0; i < s.size(); ++i) buf_[i] = LowerAscii(s[i]);
+      view_ = std::string_view(buf_, s.size());
+    } else {
+      heap_ = Lower(s);
+      view_ = heap_;
+    }
+  }
+  LowerView(const LowerView&) = delete;
+  LowerView& operator=(const LowerView&) = delete;
+  std::string_view view() const { return view_; }
+
+ private:
+  char buf_[256];
+  std::string heap_;
+  std::string_view view_;
+};
 
 }  // namespace warden::anonymizer

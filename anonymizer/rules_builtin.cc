@@ -73,16 +73,8 @@ bool EndsWith(std::string_view s, std::string_view suffix) {
 // It runs for every key = value candidate: the key is lower-cased on the
 // stack and the word lists are hash sets of views.
 std::string_view SecretKeyCategory(std::string_view key) {
-  char buf[128];
-  std::string heap;
-  std::string_view lower;
-  if (key.size() <= sizeof buf) {
-    for (size_t i = 0; i < key.size(); ++i) buf[i] = LowerAscii(key[i]);
-    lower = std::string_view(buf, key.size());
-  } else {
-    heap = Lower(key);
-    lower = heap;
-  }
+  const LowerView lowered(key);
+  const std::string_view lower = lowered.view();
   thread_local std::vector<std::string_view> parts;
   const std::vector<std::string_view>& c = KeyComponents(key, lower, parts);
   if (c.empty()) return "";
