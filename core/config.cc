@@ -358,6 +358,15 @@ void SectionFile(Reader& r, const YAML::Node& s, const char* section, const char
   }
 }
 
+// Hex64 lower-cases a SHA-256 given as 64 hex digits (':' separators allowed); empty if it is not one.
+std::string Hex64(const std::string& in) {
+  std::string hex;
+  for (char ch : in)
+    if (ch != ':') hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
+  if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
+  return hex;
+}
+
 void ReadIncus(Reader& r, const YAML::Node& s, const fs::path& base, IncusConfig* c) {
   if (!r.Map(s, "incus", {"server", "client_cert", "client_key", "server_cert_sha256", "projects",
                           "connect_timeout_seconds", "timeout_seconds", "max_timeout_seconds"}))
@@ -369,10 +378,8 @@ void ReadIncus(Reader& r, const YAML::Node& s, const fs::path& base, IncusConfig
   SectionFile(r, s, "incus", "client_key", base, true, &c->client_key);
   r.Str(s, "incus", "server_cert_sha256", &c->server_cert_sha256);
   if (!c->server_cert_sha256.empty()) {
-    std::string hex;
-    for (char ch : c->server_cert_sha256)
-      if (ch != ':') hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
-    if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos)
+    std::string hex = Hex64(c->server_cert_sha256);
+    if (hex.empty())
       r.Error(s["server_cert_sha256"], "incus.server_cert_sha256",
               "must be the SHA-256 of the server certificate, 64 hex digits (as `incus remote add` or "
               "`openssl x509 -noout -fingerprint -sha256` prints it)");
@@ -432,15 +439,6 @@ bool IsIncusName(std::string_view name) {
     digits_only = digits_only && digit;
   }
   return !digits_only;
-}
-
-// Hex64 lower-cases a SHA-256 given as 64 hex digits (':' separators allowed); empty if it is not one.
-std::string Hex64(const std::string& in) {
-  std::string hex;
-  for (char ch : in)
-    if (ch != ':') hex.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(ch))));
-  if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) return "";
-  return hex;
 }
 
 void ReadLayer2(Reader& r, const YAML::Node& s, AnonymizerConfig::Layer2* c) {
