@@ -913,34 +913,36 @@ size_t RunUntil(std::string_view t, size_t i, size_t end, const char (&stop)[N],
 }
 constexpr char kUserStop[] = {':', '/', '@', '\'', '"'};  // [^\s:/@'"]
 constexpr char kPassStop[] = {'@', '/', '\'', '"'};       // [^\s@/'"]
+// Userinfo reads scheme://USER:PASS@ at s: USER a run of [^\s:/@'"] (may be
+// empty), PASS a run of [^\s@/'"] (not empty), then '@'. *a is where USER
+// starts, *u its ':', *p the '@'. 1, 0, or -1 (a non-ASCII byte: RE2 decides).
+int Userinfo(std::string_view t, size_t s, size_t end, size_t* a, size_t* u, size_t* p) {
+  *a = AfterScheme(t, s, end);
+  if (*a == std::string_view::npos) return 0;
+  bool high = false;
+  *u = RunUntil(t, *a, end, kUserStop, &high);
+  if (high) return -1;
+  if (*u >= end || t[*u] != ':') return 0;
+  *p = RunUntil(t, *u + 1, end, kPassStop, &high);
+  if (high) return -1;
+  if (*p == *u + 1 || *p >= end || t[*p] != '@') return 0;
+  return 1;
+}
 // url-userinfo-password: scheme://[^\s:/@'"]*:([^\s@/'"]+)@
 int UrlPasswordMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
-  size_t a = AfterScheme(t, s, end);
-  if (a == std::string_view::npos) return 0;
-  bool high = false;
-  size_t u = RunUntil(t, a, end, kUserStop, &high);
-  if (high) return -1;
-  if (u >= end || t[u] != ':') return 0;
-  size_t p = RunUntil(t, u + 1, end, kPassStop, &high);
-  if (high) return -1;
-  if (p == u + 1 || p >= end || t[p] != '@') return 0;
+  size_t a, u, p;
+  if (int known = Userinfo(t, s, end, &a, &u, &p); known != 1) return known;
   *mb = s;
   *me = p + 1;
   *gb = u + 1;
   *ge = p;
   return 1;
 }
-// url-userinfo-user: scheme://([^\s:/@'"]+):[^\s@/'"]+@
+// url-userinfo-user: scheme://([^\s:/@'"]+):[^\s@/'"]+@ (the same, with USER not empty)
 int UrlUserMatch(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, size_t* gb, size_t* ge) {
-  size_t a = AfterScheme(t, s, end);
-  if (a == std::string_view::npos) return 0;
-  bool high = false;
-  size_t u = RunUntil(t, a, end, kUserStop, &high);
-  if (high) return -1;
-  if (u == a || u >= end || t[u] != ':') return 0;
-  size_t p = RunUntil(t, u + 1, end, kPassStop, &high);
-  if (high) return -1;
-  if (p == u + 1 || p >= end || t[p] != '@') return 0;
+  size_t a, u, p;
+  if (int known = Userinfo(t, s, end, &a, &u, &p); known != 1) return known;
+  if (u == a) return 0;
   *mb = s;
   *me = p + 1;
   *gb = a;
