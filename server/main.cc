@@ -154,6 +154,25 @@ warden::Status LocalModel(const warden::Config& c, warden::anonymizer::Anonymize
   return warden::Status::Ok();
 }
 
+// Stages: the pipeline's anonymizer as the config builds it (layer 1, and layer
+// 2 when enabled) and the local-model client (null without an llm section).
+struct Stages {
+  std::unique_ptr<warden::anonymizer::Anonymizer> anonymizer;
+  std::shared_ptr<warden::anonymizer::LlmClient> llm;
+};
+
+// BuildStages: every command that anonymizes builds it the same way. The
+// error names the part that failed ("anonymizer: ...", "llm: ...").
+warden::Result<Stages> BuildStages(const warden::Config& c) {
+  Stages st;
+  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(c));
+  if (!anonymizer.ok()) return warden::Status(anonymizer.status().code(), "anonymizer: " + anonymizer.status().message());
+  st.anonymizer = std::move(anonymizer.value());
+  if (warden::Status s = LocalModel(c, *st.anonymizer, &st.llm); !s.ok())
+    return warden::Status(s.code(), "llm: " + s.message());
+  return st;
+}
+
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -170,16 +189,12 @@ int CheckConfig(const Args& a) {
     std::cerr << load.errors.size() << " error(s) in " << a.config << "\n";
     return 1;
   }
-  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
-  if (!anonymizer.ok()) {
-    std::cerr << a.config << ": anonymizer: " << anonymizer.status().message() << "\n";
+  auto stages = BuildStages(load.config);
+  if (!stages.ok()) {
+    std::cerr << a.config << ": " << stages.status().message() << "\n";
     return 1;
   }
-  std::shared_ptr<warden::anonymizer::LlmClient> llm;
-  if (warden::Status s = LocalModel(load.config, *anonymizer.value(), &llm); !s.ok()) {
-    std::cerr << a.config << ": llm: " << s.message() << "\n";
-    return 1;
-  }
+  const std::shared_ptr<warden::anonymizer::LlmClient>& llm = stages.value().llm;
   const warden::Config& c = load.config;
   std::cout << a.config << ": valid\n"
             << "  state_dir: " << c.state_dir << "\n"
@@ -236,14 +251,9 @@ int Ca(const Args& a) {
 int Anonymize(const Args& a) {
   warden::ConfigLoad load = LoadOrExplain(a);
   if (!load.ok()) return 1;
-  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
-  if (!anonymizer.ok()) {
-    std::cerr << "warden anonymize: " << anonymizer.status().message() << "\n";
-    return 1;
-  }
-  std::shared_ptr<warden::anonymizer::LlmClient> llm;
-  if (warden::Status s = LocalModel(load.config, *anonymizer.value(), &llm); !s.ok()) {
-    std::cerr << "warden anonymize: llm: " << s.message() << "\n";
+  auto stages = BuildStages(load.config);
+  if (!stages.ok()) {
+    std::cerr << "warden anonymize: " << stages.status().message() << "\n";
     return 1;
   }
   warden::anonymizer::TokenMap tokens(warden::anonymizer::IpModeOf(load.config.anonymizer));
@@ -259,7 +269,7 @@ int Anonymize(const Args& a) {
     }
     input.append(buf, static_cast<size_t>(n));
   }
-  auto checked = anonymizer.value()->AnonymizeChecked(input, tokens);
+  auto checked = stages.value().anonymizer->AnonymizeChecked(input, tokens);
   if (!checked.ok()) {
     std::cerr << "warden anonymize: " << checked.status().message() << "\n";
     return 1;
@@ -307,19 +317,14 @@ int Canary(const Args& a) {
     std::cerr << "warden canary: " << audit.status().message() << "\n";
     return 1;
   }
-  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(load.config));
-  if (!anonymizer.ok()) {
-    std::cerr << "warden canary: anonymizer: " << anonymizer.status().message() << "\n";
-    return 1;
-  }
-  std::shared_ptr<warden::anonymizer::LlmClient> llm;
-  if (warden::Status s = LocalModel(load.config, *anonymizer.value(), &llm); !s.ok()) {
-    std::cerr << "warden canary: llm: " << s.message() << "\n";
+  auto stages = BuildStages(load.config);
+  if (!stages.ok()) {
+    std::cerr << "warden canary: " << stages.status().message() << "\n";
     return 1;
   }
   warden::SystemClock clock;
   warden::canary::Guard guard;
-  warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), load.config.output,
+  warden::server::Pipeline pipeline(*stages.value().anonymizer, guard, *audit.value(), load.config.output,
                                     load.config.audit.retention_seconds, clock);
   int failed = 0;
   for (const warden::canary::Verdict& v : pipeline.SelfTest(a.reset ? "warden canary --reset" : "warden canary")) {
@@ -437,22 +442,19 @@ int Serve(const Args& a) {
     return 1;
   }
   warden::SystemClock clock;
-  auto anonymizer = warden::anonymizer::MakeAnonymizer(AnonymizerFor(config));
-  if (!anonymizer.ok()) {
-    spdlog::critical("anonymizer: {}", anonymizer.status().message());
+  auto stages = BuildStages(config);
+  if (!stages.ok()) {
+    spdlog::critical("{}", stages.status().message());
     return 2;
   }
-  std::shared_ptr<warden::anonymizer::LlmClient> llm;
-  if (warden::Status s = LocalModel(config, *anonymizer.value(), &llm); !s.ok()) {
-    spdlog::critical("llm: {}", s.message());
-    return 2;
-  }
+  const warden::anonymizer::Anonymizer& anonymizer = *stages.value().anonymizer;
+  const std::shared_ptr<warden::anonymizer::LlmClient>& llm = stages.value().llm;
   if (llm)
     spdlog::info("local model: {}; layer 2 {}", llm->Describe(),
                  config.anonymizer.layer2.enabled ? "on (on_unavailable: " + config.anonymizer.layer2.on_unavailable + ")"
                                                   : std::string("off"));
   warden::canary::Guard guard;
-  warden::server::Pipeline pipeline(*anonymizer.value(), guard, *audit.value(), config.output, config.audit.retention_seconds,
+  warden::server::Pipeline pipeline(anonymizer, guard, *audit.value(), config.output, config.audit.retention_seconds,
                                     clock);
   // The self-test at every start: a pass lifts a recorded halt (the restart is the
   // operator's action); a failure halts this server before its first call.
@@ -500,7 +502,7 @@ int Serve(const Args& a) {
     for (const auto& t : tools)
       if (t->spec().name == "git" || t->spec().name == "ssh_run" || t->spec().name == "incus_exec")
         sources[t->spec().name] = t.get();
-    const warden::anonymizer::Anonymizer& layer1 = *anonymizer.value();
+    const warden::anonymizer::Anonymizer& layer1 = anonymizer;
     tools.push_back(std::make_unique<warden::tools::LocalAnalyzeTool>(llm, layer1, std::move(sources)));
     using Task = warden::tools::LocalCodeTool::Task;
     for (Task task : {Task::kGenerate, Task::kReview, Task::kFix, Task::kTest})
