@@ -49,12 +49,6 @@ TokenMap::~TokenMap() {
   if (!key_.empty()) OPENSSL_cleanse(key_.data(), key_.size());
 }
 
-std::string TokenMap::Tokenize(std::string_view prefix, std::string_view value) {
-  std::string token;
-  AppendToken(prefix, value, &token);
-  return token;
-}
-
 void TokenMap::AppendToken(std::string_view prefix, std::string_view value, std::string* out) {
   thread_local std::string key;  // reused: no allocation per identifier
   key.assign(prefix).push_back('\0');

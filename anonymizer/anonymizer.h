@@ -68,9 +68,8 @@ class TokenMap {
   TokenMap(const TokenMap&) = delete;
   TokenMap& operator=(const TokenMap&) = delete;
 
-  // Tokenize returns the session's token for (prefix, value), creating it on first sight.
-  std::string Tokenize(std::string_view prefix, std::string_view value);
-  // AppendToken is Tokenize appending the token to `out` (the rewrite's path).
+  // AppendToken appends the session's token for (prefix, value) to `out`,
+  // creating the token on first sight.
   void AppendToken(std::string_view prefix, std::string_view value, std::string* out);
   // Resolve returns the real value of a token (or pseudonym) this session issued, or nullopt.
   std::optional<std::string> Resolve(std::string_view token) const;
