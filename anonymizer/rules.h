@@ -79,7 +79,6 @@ class RuleEngine final : public SpanSource {
   std::vector<std::pair<std::string_view, std::string_view>> names_;  // rule -> interned (category, name)
   std::unique_ptr<RE2::Set> keywords_;
   std::vector<std::vector<size_t>> keyword_rules_;  // keyword index -> rules it enables
-  std::vector<bool> is_always_;                     // rule -> no keywords (single-line): runs everywhere
   std::vector<size_t> multiline_;
   bool use_candidates_ = true;
 };

@@ -41,7 +41,6 @@ RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
       std::fprintf(stderr, "warden: rule %s does not compile: %s\n", r.name.c_str(), compiled_.back()->error().c_str());
       std::abort();
     }
-    is_always_.push_back(!r.multiline && r.keywords.empty());
     if (r.multiline) {
       multiline_.push_back(i);
       continue;
@@ -176,7 +175,7 @@ void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool d
     b = e;
   }
   for (size_t r = 0; r < rules_.size(); ++r) {
-    if (is_always_[r]) {  // no trigger: every block, one run over the whole text
+    if (rules_[r].keywords.empty() && !rules_[r].multiline) {  // no trigger: every block, one run over the whole text
       if (!blocks.empty()) RunRule(r, text, begin, end, out, decoded);
       continue;
     }
