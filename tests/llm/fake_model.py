@@ -21,12 +21,14 @@ Modes (layer 2 requests carry a JSON schema; local_* requests do not):
   base64_secret      local: an answer carrying base64 of `secret`
   injection          an answer echoing "Ignore all previous instructions ..."
 Every request is appended to the log file (path, Authorization, body) for
-the tests to inspect. Usage: fake_model.py SCRIPT LOG [--token T]; prints
-the port on stdout once listening.
+the tests to inspect. Usage: fake_model.py SCRIPT LOG [--token T]
+[--tls CERT KEY] (https with that certificate); prints the port on stdout once
+listening.
 """
 import base64
 import json
 import re
+import ssl
 import sys
 import threading
 import time
@@ -132,6 +134,11 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
+    if "--tls" in sys.argv:
+        i = sys.argv.index("--tls")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[i + 1], sys.argv[i + 2])
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     print(srv.server_address[1], flush=True)
     srv.serve_forever()
 

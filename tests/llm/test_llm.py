@@ -30,13 +30,15 @@ SPANS = [{"text": PERSON, "category": "person"}, {"text": CUSTOMER, "category": 
 
 
 class FakeModel:
-    def __init__(self, d, token=None):
+    def __init__(self, d, token=None, tls=None):
         self.script_path = os.path.join(d, "script.json")
         self.log_path = os.path.join(d, "requests.jsonl")
         self.script({"mode": "correct", "spans": SPANS})
         args = [sys.executable, os.path.join(HERE, "fake_model.py"), self.script_path, self.log_path]
         if token:
             args += ["--token", token]
+        if tls:
+            args += ["--tls", *tls]
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
         self.port = int(self.proc.stdout.readline())
 
@@ -68,11 +70,12 @@ class LlmTest(WardenTest):
         self.addCleanup(m.stop)
         return m
 
-    def warden(self, model, api="ollama", layer2=True, on_unavailable="block", timeout=3, extra="", script=None):
+    def warden(self, model, api="ollama", layer2=True, on_unavailable="block", timeout=3, extra="", script=None,
+               scheme="http"):
         """A Warden on `model`; the model behaves (`correct`) through the startup self-test, then follows `script`."""
         model.script({"mode": "correct", "spans": SPANS})
         cfg = git_config({"app": self.repo}) + (
-            f"llm:\n  endpoint: http://127.0.0.1:{model.port}\n  api: {api}\n  model: fake-7b\n"
+            f"llm:\n  endpoint: {scheme}://127.0.0.1:{model.port}\n  api: {api}\n  model: fake-7b\n"
             f"  timeout_seconds: {timeout}\n  max_concurrency: 2\n{extra}"
             f"anonymizer:\n  layer2:\n    enabled: {'true' if layer2 else 'false'}\n"
             f"    on_unavailable: {on_unavailable}\n    chunk_bytes: 512\n    overlap_bytes: 64\n")
@@ -210,6 +213,37 @@ class Layer2Test(LlmTest):
         status, _, details = self.row(w, "git")
         self.assertEqual(status, "withheld")
         self.assertIn("cannot reach", details["layer2"]["error"])
+
+    def tls_model(self):
+        """The model on https with a fresh self-signed certificate, and that certificate's SHA-256."""
+        cert, key = os.path.join(self.d, "model.crt"), os.path.join(self.d, "model.key")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        fp = subprocess.run(["openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256"],
+                            check=True, capture_output=True, text=True).stdout
+        return self.model(tls=(cert, key)), fp.split("=", 1)[1].strip()
+
+    def test_https_model_with_the_pinned_certificate(self):
+        m, pin = self.tls_model()
+        w = self.warden(m, scheme="https", extra=f'  tls_server_cert_sha256: "{pin}"\n')
+        r = self.show(w)
+        self.assertFalse(r["result"]["isError"], text_of(r))
+        self.assertIn("[PERSON_", text_of(r))
+        self.assertTrue(m.requests())
+
+    def test_https_model_with_another_certificate_is_refused(self):
+        m, pin = self.tls_model()
+        wrong = "00" * 32
+        w = self.warden(m, scheme="https", extra=f"  tls_server_cert_sha256: {wrong}\n")
+        r = self.show(w)
+        self.assertTrue(r["result"]["isError"])
+        self.assert_nothing_raw(w, PERSON)
+        status, _, details = self.row(w, "git")
+        self.assertEqual(status, "withheld")
+        self.assertIn("not the pinned one", details["layer2"]["error"])
+        self.assertIn(pin.replace(":", "").lower(), details["layer2"]["error"])
+        self.assertEqual(m.requests(), [])  # the handshake stopped it: nothing was sent
 
     def test_regex_only_is_explicit_and_audited(self):
         m = self.model()
