@@ -1,18 +1,17 @@
 // anonymizer/rules.h: the layer-1 rule engine (internal to the anonymizer).
 //
 // A Rule is an RE2 pattern whose group 1 (or whole match) is a candidate span,
-// optional keywords that must occur near it, and an optional check that may
+// optional triggers that every match contains, and an optional check that may
 // reject the candidate or move its bounds (extend a secret to its token
 // boundary, read a quoted value). Rules see the ORIGINAL text only.
 //
-// Speed: the text is cut into blocks at line ends; one RE2::Set of all
-// keywords tells, per block, which rules can match there, and only those run
+// Speed: the text is cut into blocks at line ends; one scan for all triggers
+// (triggers.h) tells, per block, which rules can match there, and only those run
 // on that block. Rules marked multiline (PEM keys) run on the whole text.
 // Base64 candidates are decoded and the decoded text is searched again, once.
 #pragma once
 
 #include <re2/re2.h>
-#include <re2/set.h>
 
 #include <functional>
 #include <memory>
@@ -20,6 +19,7 @@
 #include <vector>
 
 #include "anonymizer/anonymizer.h"
+#include "anonymizer/triggers.h"
 
 namespace warden::anonymizer {
 
@@ -48,7 +48,7 @@ struct Rule {
   std::string name;
   std::string category;
   Kind kind = Kind::kSecret;
-  std::vector<std::string> keywords;  // RE2 fragments, matched case-insensitively; empty: always run
+  std::vector<Trigger> triggers;  // see triggers.h; none: the rule runs everywhere
   std::string pattern;
   Check check;
   int priority = 0;
@@ -69,7 +69,6 @@ class RuleEngine final : public SpanSource {
  private:
   // FindAll runs every rule over `text`; `decoded` marks text decoded from base64 (no second decoding).
   void FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const;
-  void FindGated(std::string_view text, std::vector<Span>* out, bool decoded) const;
   void RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out,
                bool decoded) const;
   void ExpandBase64(std::string_view text, const Span& candidate, std::vector<Span>* out) const;
@@ -77,9 +76,9 @@ class RuleEngine final : public SpanSource {
   std::vector<Rule> rules_;
   std::vector<std::unique_ptr<RE2>> compiled_;
   std::vector<std::pair<std::string_view, std::string_view>> names_;  // rule -> interned (category, name)
-  std::unique_ptr<RE2::Set> keywords_;
-  std::vector<std::vector<size_t>> keyword_rules_;  // keyword index -> rules it enables
-  std::vector<size_t> multiline_;
+  TriggerGate gate_;
+  std::vector<std::vector<size_t>> trigger_rules_;  // trigger id -> rules it enables
+  std::vector<char> always_;                        // rule -> runs everywhere (no trigger to scan for)
   bool use_candidates_ = true;
 };
 

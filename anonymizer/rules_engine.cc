@@ -20,8 +20,6 @@ constexpr size_t kBlock = 256;
 
 }  // namespace
 
-bool MultilineWanted(const Rule& r, std::string_view text);
-
 Status ValidatePattern(const std::string& pattern) {
   RE2 re(pattern, Re2Options());
   if (!re.ok()) return InvalidArgument("pattern does not compile: " + re.error());
@@ -32,7 +30,7 @@ Status ValidatePattern(const std::string& pattern) {
 
 RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
     : rules_(std::move(rules)), use_candidates_(use_candidates) {
-  keywords_ = std::make_unique<RE2::Set>(Re2Options(true), RE2::UNANCHORED);
+  always_.assign(rules_.size(), 0);
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
     names_.emplace_back(InternName(r.category), InternName(r.name));
@@ -41,22 +39,23 @@ RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
       std::fprintf(stderr, "warden: rule %s does not compile: %s\n", r.name.c_str(), compiled_.back()->error().c_str());
       std::abort();
     }
-    if (r.multiline) {
-      multiline_.push_back(i);
-      continue;
-    }
-    for (const std::string& k : r.keywords) {
+    if (r.triggers.empty()) always_[i] = 1;
+    for (const Trigger& t : r.triggers) {
       std::string err;
-      int idx = keywords_->Add(k, &err);
-      if (idx < 0) {
-        std::fprintf(stderr, "warden: keyword %s of rule %s: %s\n", k.c_str(), r.name.c_str(), err.c_str());
-        std::abort();
+      int id = gate_.Add(t, &err);
+      if (id < 0) {
+        // A trigger that cannot be scanned for (a configured zone with many
+        // letters RE2 folds beyond ASCII): the rule runs everywhere instead.
+        std::fprintf(stderr, "warden: trigger %s of rule %s: %s; the rule runs ungated\n", t.pattern.c_str(),
+                     r.name.c_str(), err.c_str());
+        always_[i] = 1;
+        continue;
       }
-      keyword_rules_.resize(static_cast<size_t>(idx) + 1);
-      keyword_rules_[static_cast<size_t>(idx)].push_back(i);
+      trigger_rules_.resize(static_cast<size_t>(id) + 1);
+      trigger_rules_[static_cast<size_t>(id)].push_back(i);
     }
   }
-  if (!keywords_->Compile()) std::abort();
+  gate_.Finish();
 }
 
 void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out,
@@ -130,56 +129,77 @@ void RuleEngine::ExpandBase64(std::string_view text, const Span& c, std::vector<
   out->push_back({c.begin, c.end, Kind::kSecret, category, "base64-decoded", 2});
 }
 
-void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool decoded) const {
-  const size_t begin = 0, end = text.size();
-  // Pass 1: one keyword-set scan per small block says which rules can match
-  // there. Pass 2: each rule runs once over every run of consecutive blocks in
-  // which it can match, so a rule costs nothing where its trigger is absent.
+void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const {
+  const size_t end = text.size();
+  // Pass 1: one scan for every rule's triggers says, per small block, which
+  // rules can match there. Pass 2: each rule runs once over every run of
+  // consecutive blocks in which it can match, so a rule costs nothing where
+  // its triggers are absent. Multiline rules run over the whole text when one
+  // of their triggers is anywhere in it.
   // Scratch kept per thread, one set per depth (the outer text, and base64 it
   // decodes): the vectors keep their capacity from call to call.
   struct Scratch {
     std::vector<std::pair<size_t, size_t>> blocks;
     std::vector<std::vector<size_t>> ranges_of;  // rule -> indexes into blocks, ascending
-    std::vector<int> hits;
-    std::vector<char> run;
+    std::vector<size_t> last;                     // rule -> the block it was last enabled in
   };
   thread_local Scratch scratch[2];
   Scratch& sc = scratch[decoded ? 1 : 0];
   std::vector<std::pair<size_t, size_t>>& blocks = sc.blocks;
   std::vector<std::vector<size_t>>& ranges_of = sc.ranges_of;
-  std::vector<int>& hits = sc.hits;
-  std::vector<char>& run = sc.run;
+  std::vector<size_t>& last = sc.last;
   blocks.clear();
   if (ranges_of.size() < rules_.size()) ranges_of.resize(rules_.size());
   for (size_t r = 0; r < rules_.size(); ++r) ranges_of[r].clear();
-  run.assign(rules_.size(), 0);
-  for (size_t b = begin; b < end;) {
+  last.assign(rules_.size(), SIZE_MAX);
+  for (size_t b = 0; b < end;) {
     size_t e = std::min(end, b + kBlock);
     if (e < end) {  // end blocks at a line end, so single-line rules see whole lines
       size_t nl = text.find('\n', e);
-      e = nl == std::string_view::npos || nl >= end ? end : nl + 1;
-    }
-    hits.clear();
-    if (keywords_->Match(re2::StringPiece(text.data() + b, e - b), &hits)) {
-      // Each rule the block's triggers enable, once (a rule may have several triggers).
-      for (int h : hits)
-        for (size_t r : keyword_rules_[static_cast<size_t>(h)])
-          if (!run[r]) {
-            run[r] = 1;
-            ranges_of[r].push_back(blocks.size());
-          }
-      for (int h : hits)
-        for (size_t r : keyword_rules_[static_cast<size_t>(h)]) run[r] = 0;
+      e = nl == std::string_view::npos ? end : nl + 1;
     }
     blocks.emplace_back(b, e);
     b = e;
   }
+  if (blocks.empty()) return;
+  size_t block = 0;
+  auto block_of = [&](size_t start) {
+    // Triggers come almost in order: step to the block, don't search for it.
+    while (start >= blocks[block].second && block + 1 < blocks.size()) ++block;
+    while (start < blocks[block].first) --block;
+    return block;
+  };
+  // A multiline rule counts as enabled in block 0 (it runs over the whole text).
+  auto slot = [&](size_t r, size_t start) { return rules_[r].multiline ? 0 : block_of(start); };
+  gate_.Scan(
+      text,
+      [&](int id, size_t start) {
+        for (size_t r : trigger_rules_[static_cast<size_t>(id)])
+          if (last[r] != slot(r, start)) return true;
+        return false;
+      },
+      [&](int id, size_t start) {
+        for (size_t r : trigger_rules_[static_cast<size_t>(id)]) {
+          size_t b = slot(r, start);
+          if (last[r] != b) {
+            last[r] = b;
+            ranges_of[r].push_back(b);
+          }
+        }
+      });
+  for (size_t r = 0; r < rules_.size(); ++r)
+    if (rules_[r].multiline && (always_[r] || !ranges_of[r].empty())) RunRule(r, text, 0, end, out, decoded);
   for (size_t r = 0; r < rules_.size(); ++r) {
-    if (rules_[r].keywords.empty() && !rules_[r].multiline) {  // no trigger: every block, one run over the whole text
-      if (!blocks.empty()) RunRule(r, text, begin, end, out, decoded);
+    if (rules_[r].multiline) continue;
+    if (always_[r]) {  // no trigger: one run over the whole text
+      RunRule(r, text, 0, end, out, decoded);
       continue;
     }
-    const std::vector<size_t>& idx = ranges_of[r];
+    std::vector<size_t>& idx = ranges_of[r];
+    if (!std::is_sorted(idx.begin(), idx.end())) {  // a trigger anchored past a block end, seen late
+      std::sort(idx.begin(), idx.end());
+      idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
+    }
     for (size_t i = 0; i < idx.size();) {
       size_t j = i;
       while (j + 1 < idx.size() && idx[j + 1] == idx[j] + 1) ++j;
@@ -187,21 +207,6 @@ void RuleEngine::FindGated(std::string_view text, std::vector<Span>* out, bool d
       i = j + 1;
     }
   }
-}
-
-// MultilineWanted: a multiline rule's keywords are plain literals, looked up
-// once in the whole text (they are rare: "PRIVATE KEY").
-bool MultilineWanted(const Rule& r, std::string_view text) {
-  if (r.keywords.empty()) return true;
-  for (const std::string& k : r.keywords)
-    if (text.find(k) != std::string_view::npos) return true;
-  return false;
-}
-
-void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const {
-  for (size_t i : multiline_)
-    if (MultilineWanted(rules_[i], text)) RunRule(i, text, 0, text.size(), out, decoded);
-  FindGated(text, out, decoded);
 }
 
 void RuleEngine::Find(std::string_view text, std::vector<Span>* out) const { FindAll(text, out, false); }

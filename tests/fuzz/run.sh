@@ -10,7 +10,7 @@ mkdir -p "$out/corpus"
 flags="-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I$src"
 if [ ! -x "$out/anonymizer_fuzz" ] || [ -n "$(find "$src/anonymizer" "$src/core" "$src/tests/fuzz" -newer "$out/anonymizer_fuzz" -name '*.cc' -o -newer "$out/anonymizer_fuzz" -name '*.h' | head -1)" ]; then
   clang++ $flags -o "$out/anonymizer_fuzz" "$src/tests/fuzz/anonymizer_fuzz.cc" \
-    "$src"/anonymizer/{anonymizer,checks,crypto_pan,iac,rules_engine,rules_builtin}.cc "$src"/core/result.cc "$src"/core/clock.cc "$src"/core/hex.cc "$src"/core/config.cc \
+    "$src"/anonymizer/{anonymizer,checks,crypto_pan,iac,rules_engine,rules_builtin,triggers}.cc "$src"/core/result.cc "$src"/core/clock.cc "$src"/core/hex.cc "$src"/core/config.cc \
     $(pkg-config --cflags --libs re2) -lyaml-cpp -lcrypto
 fi
 # Seed with the corpus inputs when they are there.

@@ -100,7 +100,7 @@ TEST_CASE("every candidate finder, run everywhere, finds what its pattern finds"
     if (!rule.candidates) continue;
     ++finders;
     Rule r = rule;
-    r.keywords.clear();  // no gating: the rule runs over all of every sample
+    r.triggers.clear();  // no gating: the rule runs over all of every sample
     // Without its check too: every raw match must agree, not only those the check keeps.
     Rule raw = r;
     raw.check = nullptr;
@@ -121,4 +121,78 @@ TEST_CASE("the whole rule set finds the same with and without candidate finders"
     INFO(s.substr(0, 200));
     CHECK(Found(fast, s) == Found(reference, s));
   }
+}
+
+// Mixed: n letters and digits, different every call (vendor checks want entropy).
+std::string Mixed(size_t n) {
+  static std::mt19937 rng(11);
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.push_back("abcdef0123456789ghijkLMNOPQ"[rng() % 27]);
+  return s;
+}
+
+std::string Hex(size_t n) {
+  static std::mt19937 rng(13);
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s.push_back("0123456789abcdef"[rng() % 16]);
+  return s;
+}
+
+TEST_CASE("a rule finds nothing outside the blocks its triggers open") {
+  // Each rule alone, gated by its triggers and run everywhere: the same findings.
+  // Lines for the rules that the corpus holds few of, at a text start too.
+  std::vector<std::string> samples = Samples();
+  const std::vector<std::string> planted = {
+      "localhost:5432:app:alice:Sup3rS3cret!\ndb.internal:*:*:replicator:r3pl-P4ss\n",
+      "10.0.0.7   build-01 build-01.corp\n192.168.1.20\tnas-Émile\n",
+      "Name: web-01\nStatus: RUNNING\n| db-1 | STOPPED |\n",
+      "| web-02 | ERROR | x |\n",
+      "| Émile Zola | émile@example.fr |\n| Ana Lima | 555 |\nx@y | Jo Do |\n",
+      "Renée Müllé <renee@example.org>\nÉmile Zola (emile@example.fr)\n",
+      "root:$6$saltsalt$abcdefghijklmnopqrstuvwxyz0123456789:19000:0:99999:7:::\n"
+      "svc:$sha512$abcdefghijklmnop:1\nu2:$$2b$10$abcdefghijklmnopqrstuv\n",
+      "IBAN FR76 3000 6000 0112 3456 7890 189 and DE89370400440532013000\n",
+      "mysql -u root -p'S3cr3t!' -h db\ncurl -u admin:hunter2hunter2 https://x\n"
+      "redis-cli -h r1 -a 'p@ss w0rd'\nsshpass -p 'x9!k' ssh host\n--db-password s3cret-v4lue\n",
+      "USER=alice LOGNAME=bob\nansible_user=deploy\nusername=carol\n",
+      "Accepted publickey for alice from 10.0.0.9\nsession opened for user bob by\n/home/carol/.ssh\n",
+      "  12\tJane Doe\nuser.name=John Smith\nowner=\"Mary Major\"\nAuthor: Ann Lee <ann@x.org>\n",
+      "postfix/smtpd: client=mail.example.net[10.1.1.1]\nreceived from relay.example.org[10.1.1.2]\n",
+      "ftp://u:pw@host.example.com http://tok_tok_tok_tok_tok_tok@h.example.com net-prod br0\n",
+      "AC0123456789abcdef0123456789abcdef 1234567890:AAbcdefghijklmnopqrstuvwxyz0123456789\n",
+      "web-01.desk.example.net db.ſecret.lan x.KIOSK.example.net\n",
+      "AGE-SECRET-KEY-1QZ8PL4W5X6Y7Z9QZ8PL4W5X6Y7Z9QZ8PL4W5X6Y7Z9QZ8PL4W5X6Y7Z9QZ8PL ya29.a0AfH6SMBx1234567890abcd\n"
+      "GOCSPX-abcdefghij1234567890 LTAIabcdefghij1234567890 dop_v1_" + Hex(64) + "\n"
+      "GR1348941abcdefghij1234567890 discord.com/api/webhooks/1234/abcdefghij1234567890xyz\n"
+      "pypi-AgEIcHlwaS5vcmc" + Mixed(50) + " shpat_" + Hex(32) + " ATATT3" + Mixed(100) + "\n"
+      "NRAK-abcdefghij1234567890 glsa_" + Mixed(32) + " sntrys_" + Mixed(32) + "\n"
+      "lin_api_" + Mixed(40) + " PMAK-" + Hex(24) + "-" + Hex(34) + "\n"
+      "dp.pt." + Mixed(40) + " pul-" + Hex(40) + " abcdefghij1234.atlasv1." + Mixed(60) + "\n"
+      "fo1_" + Mixed(40) + " sq0atp-abcdefghij1234567890abc HRKU-" + Mixed(40) + " dapi" + Hex(32) + "\n",
+      "GRANT ALL ON db.* TO 'app'@'%' IDENTIFIED BY 'Xq9!hunter2';\nweb-01 ansible_host=10.0.0.5\n"
+      "  \"project_id\": \"acme-prod-123\",\n[[runners]]\n  name = \"runner-01\"\n"
+      "access-points:\n  \"HomeNet-5G\":\n",
+  };
+  samples.insert(samples.end(), planted.begin(), planted.end());
+  for (const std::string& p : planted) samples.push_back("x " + p);  // not at a text start
+  std::vector<Rule> rules = BuiltinRules({"example.net", "desk"});
+  size_t gated = 0;
+  for (const Rule& rule : rules) {
+    if (rule.triggers.empty()) continue;
+    ++gated;
+    Rule everywhere = rule;
+    everywhere.triggers.clear();
+    everywhere.multiline = false;
+    RuleEngine gate({rule}), reference({everywhere});
+    size_t found = 0;
+    for (const std::string& s : samples) {
+      INFO(rule.name << " on: " << s.substr(0, 200));
+      std::vector<Key> want = Found(reference, s);
+      found += want.size();
+      CHECK(Found(gate, s) == want);
+    }
+    INFO(rule.name);
+    CHECK(found > 0);  // the samples hold something for every rule to find
+  }
+  CHECK(gated >= 60);
 }

@@ -1,0 +1,228 @@
+#include "anonymizer/triggers.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+
+namespace warden::anonymizer {
+namespace {
+
+// How common a byte is in tool output, per thousand bytes (measured on the
+// corpus; lower-case letters split by their English frequencies). It only
+// chooses where a trigger is anchored: a wrong guess costs time, never a finding.
+double Weight(unsigned char c) {
+  static const double kLower[26] = {8.2, 1.5, 2.8, 4.3, 12.7, 2.2, 2.0, 6.1, 7.0, 0.2, 0.8, 4.0, 2.4,
+                                    6.7, 7.5, 1.9, 0.1, 6.0, 6.3, 9.1, 2.8, 1.0, 2.4, 0.2, 2.0, 0.1};
+  if (c >= 'a' && c <= 'z') return 4.16 * kLower[c - 'a'];
+  if (c >= 'A' && c <= 'Z') return 6.3;
+  if (c >= '0' && c <= '9') return 14.8;
+  switch (c) {
+    case ' ': return 114;
+    case '-': return 34;
+    case ':': return 19;
+    case '\n': return 17.5;
+    case '.': return 16;
+    case '/': return 13;
+    case '"': return 10;
+    case '_': return 7.6;
+    case '=': return 6.4;
+    case '+': return 5.5;
+    case '|': return 3.9;
+    default: return c >= 0x80 ? 0.05 : 1.5;
+  }
+}
+
+double Weight(const std::bitset<256>& set) {
+  double w = 0;
+  for (int c = 0; c < 256; ++c)
+    if (set[static_cast<size_t>(c)]) w += Weight(static_cast<unsigned char>(c));
+  return w;
+}
+
+int Class(unsigned char c) {
+  if (c >= '0' && c <= '9') return 0;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return 1;
+  return 2;
+}
+
+// How common the byte pair (a, b) is: the bytes' weights, times more when
+// they are of one kind (digits follow digits, letters letters), and more again
+// for the commonest English letter pairs.
+double PairWeight(const std::bitset<256>& a, const std::bitset<256>& b) {
+  static const std::string_view kCommon[] = {"th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es",
+                                             "or", "te", "of", "ed", "is", "it", "al", "ar", "st", "to", "nt", "ng",
+                                             "se", "ha", "as", "ou", "io", "le", "ve", "co", "me", "de", "hi", "ri",
+                                             "ro", "ic", "ne", "ea", "ra", "ce", "li", "ch", "ll", "be", "ma", "si",
+                                             "om", "ur", "ck", "us", "ke", "fo", "fr", "pi", "ss", "ee", "oo", "ot"};
+  double w = 0;
+  for (int x = 0; x < 256; ++x) {
+    if (!a[static_cast<size_t>(x)]) continue;
+    for (int y = 0; y < 256; ++y) {
+      if (!b[static_cast<size_t>(y)]) continue;
+      auto cx = static_cast<unsigned char>(x), cy = static_cast<unsigned char>(y);
+      double p = Weight(cx) * Weight(cy) * (Class(cx) == Class(cy) && Class(cx) < 2 ? 3.0 : 0.3);
+      char pair[2] = {static_cast<char>(cx | 0x20), static_cast<char>(cy | 0x20)};
+      for (std::string_view c : kCommon)
+        if (c == std::string_view(pair, 2)) p *= 5;
+      w += p;
+    }
+  }
+  return w;
+}
+
+// Parse a trigger pattern into byte sets; false on a syntax error.
+bool Parse(std::string_view p, bool* line_start, std::vector<std::bitset<256>>* out, std::string* error) {
+  size_t i = 0;
+  *line_start = !p.empty() && p[0] == '^';
+  if (*line_start) ++i;
+  auto escaped = [](char c) -> unsigned char { return c == 't' ? '\t' : c == 'n' ? '\n' : c == 'r' ? '\r' : c; };
+  for (; i < p.size(); ++i) {
+    std::bitset<256> set;
+    if (p[i] == '\\') {
+      if (++i == p.size()) return *error = "a trailing backslash", false;
+      set.set(escaped(p[i]));
+    } else if (p[i] == '[') {
+      size_t close = p.find(']', i + 1);
+      if (close == std::string_view::npos || close == i + 1) return *error = "an unclosed or empty byte class", false;
+      for (size_t j = i + 1; j < close; ++j) {
+        if (p[j] == '\\' && j + 1 < close) {
+          ++j;
+          if (p[j] == 's') {
+            for (char s : std::string_view(" \t\n\r\f\v")) set.set(static_cast<unsigned char>(s));
+          } else {
+            set.set(escaped(p[j]));
+          }
+        } else if (j + 2 < close && p[j + 1] == '-') {
+          for (int c = static_cast<unsigned char>(p[j]); c <= static_cast<unsigned char>(p[j + 2]); ++c)
+            set.set(static_cast<size_t>(c));
+          j += 2;
+        } else {
+          set.set(static_cast<unsigned char>(p[j]));
+        }
+      }
+      i = close;
+    } else if (p[i] == ']') {
+      return *error = "a ']' outside a class", false;
+    } else {
+      set.set(static_cast<unsigned char>(p[i]));
+    }
+    out->push_back(set);
+  }
+  if (out->empty()) return *error = "an empty trigger", false;
+  return true;
+}
+
+std::bitset<256> Fold(std::bitset<256> set) {
+  for (int c = 'a'; c <= 'z'; ++c)
+    if (set[static_cast<size_t>(c)] || set[static_cast<size_t>(c - 32)]) {
+      set.set(static_cast<size_t>(c));
+      set.set(static_cast<size_t>(c - 32));
+    }
+  return set;
+}
+
+}  // namespace
+
+int TriggerGate::Add(const Trigger& trigger, std::string* error) {
+  for (size_t i = 0; i < added_.size(); ++i)  // one trigger several rules share is scanned for once
+    if (added_[i].pattern == trigger.pattern && added_[i].fold == trigger.fold && added_[i].test == trigger.test)
+      return static_cast<int>(i);
+  bool line_start = false;
+  std::vector<std::bitset<256>> bytes;
+  if (!Parse(trigger.pattern, &line_start, &bytes, error)) return -1;
+  if (bytes.size() > 64) return *error = "longer than 64 bytes", -1;
+  // Forms: with case folded, every 's' or 'k' may also be RE2's other fold of
+  // it, U+017F (C5 BF) or U+212A (E2 84 AA): one form per combination.
+  std::vector<std::vector<std::bitset<256>>> forms = {{}};
+  for (const std::bitset<256>& set : bytes) {
+    std::vector<std::vector<std::bitset<256>>> next;
+    for (auto& f : forms) {
+      if (!trigger.fold) {
+        f.push_back(set);
+        continue;
+      }
+      std::vector<std::bitset<256>> plain = f;
+      plain.push_back(Fold(set));
+      next.push_back(std::move(plain));
+      auto alternative = [&](std::initializer_list<unsigned char> seq) {
+        std::vector<std::bitset<256>> g = f;
+        for (unsigned char c : seq) g.emplace_back().set(c);
+        next.push_back(std::move(g));
+      };
+      if (set['s'] || set['S']) alternative({0xC5, 0xBF});
+      if (set['k'] || set['K']) alternative({0xE2, 0x84, 0xAA});
+    }
+    if (trigger.fold) forms = std::move(next);
+    if (forms.size() > 64) return *error = "folds into more than 64 forms", -1;
+  }
+  if (forms_.size() + forms.size() > 65535) return *error = "too many triggers", -1;
+  int id = ids_++;
+  added_.push_back(trigger);
+  for (auto& f : forms) {
+    Form form;
+    if (line_start) {
+      std::bitset<256> nl;
+      nl.set('\n');
+      f.insert(f.begin(), nl);
+    }
+    form.bytes = std::move(f);
+    form.line_start = line_start;
+    form.test = trigger.test;
+    form.id = id;
+    forms_.push_back(std::move(form));
+  }
+  return id;
+}
+
+void TriggerGate::Finish() {
+  // Anchor each form on its rarest adjacent pair (a one-byte form: its byte and any next byte).
+  std::vector<std::pair<uint16_t, uint16_t>> entries;  // (pair, form)
+  line_starts_.clear();
+  for (size_t i = 0; i < forms_.size(); ++i) {
+    Form& f = forms_[i];
+    if (f.line_start) line_starts_.push_back(static_cast<uint16_t>(i));
+    std::bitset<256> any;
+    any.set();
+    double best = 0;
+    for (size_t k = 0; k < f.bytes.size(); ++k) {
+      if (k + 1 == f.bytes.size() && k > 0) break;
+      double w = k + 1 < f.bytes.size() ? PairWeight(f.bytes[k], f.bytes[k + 1]) : Weight(f.bytes[k]) * 1000.0;
+      if (k == 0 || w < best) {
+        best = w;
+        f.anchor = k;
+      }
+    }
+    const std::bitset<256>& a = f.bytes[f.anchor];
+    const std::bitset<256>& b = f.anchor + 1 < f.bytes.size() ? f.bytes[f.anchor + 1] : any;
+    for (int x = 0; x < 256; ++x) {
+      if (!a[static_cast<size_t>(x)]) continue;
+      for (int y = 0; y < 256; ++y)
+        if (b[static_cast<size_t>(y)]) entries.emplace_back(static_cast<uint16_t>(x | y << 8), static_cast<uint16_t>(i));
+    }
+  }
+  std::sort(entries.begin(), entries.end());
+  entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
+  pairs_.fill(0);
+  first_.assign(65537, 0);
+  of_pair_.clear();
+  for (const auto& [pair, form] : entries) {
+    pairs_[pair >> 6] |= uint64_t{1} << (pair & 63);
+    ++first_[pair + 1u];
+    of_pair_.push_back(form);
+  }
+  for (size_t p = 1; p < first_.size(); ++p) first_[p] += first_[p - 1];
+}
+
+bool TriggerGate::MatchesAt(const Form& f, std::string_view text, long start) {
+  const long n = static_cast<long>(text.size());
+  if (start + static_cast<long>(f.bytes.size()) > n) return false;
+  for (size_t k = 0; k < f.bytes.size(); ++k) {
+    long p = start + static_cast<long>(k);
+    // Before the text is a line start.
+    unsigned char c = p < 0 ? '\n' : static_cast<unsigned char>(text[static_cast<size_t>(p)]);
+    if (p < -1 || (p < 0 && !f.line_start) || !f.bytes[k][c]) return false;
+  }
+  return !f.test || f.test(text, static_cast<size_t>(start + (f.line_start ? 1 : 0)));
+}
+
+}  // namespace warden::anonymizer

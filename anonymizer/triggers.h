@@ -1,0 +1,112 @@
+// anonymizer/triggers.h: the gate in front of the layer-1 rules (internal).
+//
+// A Trigger is something every finding of its rule contains: a short run of
+// bytes or byte classes ("sk-", "gh[pousr]_", "[0-9]:AA"), optionally at a
+// line start ("^Name:"), matched as written or with ASCII case folded, and
+// optionally a further test of the text around it. The engine runs a rule only
+// on the blocks where one of its triggers occurs, so a trigger must occur
+// wherever its rule finds something; one that occurs elsewhere costs time only.
+// tests/unit/anonymizer_candidates_test.cc holds every rule's triggers to that.
+//
+// The TriggerGate finds every trigger in one pass: each trigger is anchored on
+// the adjacent pair of its positions that is rarest in tool output; a bitmap
+// over all 65,536 byte pairs says at which positions some trigger may occur,
+// and only there are the triggers of that pair compared in full.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <bitset>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace warden::anonymizer {
+
+// TriggerTest: a further condition at the position where the trigger's bytes
+// start (after the line start, for "^..." triggers). False: not a trigger here.
+using TriggerTest = bool (*)(std::string_view text, size_t begin);
+
+struct Trigger {
+  // Syntax: bytes as written; "\\" escapes the next byte ("\\t", "\\n" are a
+  // tab and a newline; "\\." a dot); "[...]" a class of bytes, with ranges
+  // ("[a-f0-9]") and "\\s" for white space; a leading "^" a line start.
+  Trigger(const char* bytes, TriggerTest also = nullptr) : pattern(bytes), test(also) {}
+  Trigger(std::string bytes, bool folded) : pattern(std::move(bytes)), fold(folded) {}
+  std::string pattern;
+  // ASCII case folded, and RE2's case folds beyond ASCII: 's' also matches
+  // U+017F and 'k' U+212A, as a case-insensitive pattern does.
+  bool fold = false;
+  TriggerTest test = nullptr;
+};
+
+static_assert(std::endian::native == std::endian::little, "TriggerGate::Scan reads byte pairs little-endian");
+
+class TriggerGate {
+ public:
+  // Add returns the trigger's id (0, 1, ...; the same id for the same trigger
+  // added again), or -1 with *error when the pattern does not parse or folds
+  // into too many forms to scan for.
+  int Add(const Trigger& trigger, std::string* error);
+  // Finish indexes what was added; Scan needs it.
+  void Finish();
+  // Scan calls hit(id, begin) for every place a trigger occurs in `text`,
+  // `begin` where its bytes start (for "^..." after the line start), in
+  // ascending order of the byte each is anchored on (not quite of `begin`).
+  // Before it compares a trigger in full it asks want(id, begin): false skips it
+  // (the caller knows it already).
+  template <class Want, class Hit>
+  void Scan(std::string_view text, Want&& want, Hit&& hit) const;
+  size_t size() const { return ids_; }
+
+ private:
+  struct Form {
+    std::vector<std::bitset<256>> bytes;  // bytes[0] is {'\n'} for a line start
+    bool line_start = false;
+    TriggerTest test = nullptr;
+    int id = 0;
+    size_t anchor = 0;  // the pair bytes[anchor], bytes[anchor + 1] (or bytes[0] and any byte)
+  };
+  static bool MatchesAt(const Form& f, std::string_view text, long start);
+  template <class Want, class Hit>
+  void At(std::string_view text, size_t i, unsigned pair, Want& want, Hit& hit) const;
+
+  std::vector<Form> forms_;
+  int ids_ = 0;
+  std::vector<Trigger> added_;  // by id
+  std::array<uint64_t, 1024> pairs_{};  // bit (a | b << 8): some form is anchored on the pair (a, b)
+  std::vector<uint32_t> first_;         // pair -> its forms: of_pair_[first_[pair], first_[pair + 1])
+  std::vector<uint16_t> of_pair_;
+  std::vector<uint16_t> line_starts_;   // forms to try at the start of the text
+};
+
+template <class Want, class Hit>
+void TriggerGate::At(std::string_view text, size_t i, unsigned pair, Want& want, Hit& hit) const {
+  for (uint32_t j = first_[pair]; j < first_[pair + 1]; ++j) {
+    const Form& f = forms_[of_pair_[j]];
+    long start = static_cast<long>(i) - static_cast<long>(f.anchor);
+    if (start < -1) continue;
+    size_t begin = static_cast<size_t>(start + (f.line_start ? 1 : 0));
+    if (want(f.id, begin) && MatchesAt(f, text, start)) hit(f.id, begin);
+  }
+}
+
+template <class Want, class Hit>
+void TriggerGate::Scan(std::string_view text, Want&& want, Hit&& hit) const {
+  for (uint16_t i : line_starts_)  // the text's first line: a line start before it
+    if (want(forms_[i].id, size_t{0}) && MatchesAt(forms_[i], text, -1)) hit(forms_[i].id, size_t{0});
+  const auto* d = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  size_t i = 0;
+  for (; i + 1 < n; ++i) {
+    uint16_t pair;
+    std::memcpy(&pair, d + i, 2);  // d[i] | d[i + 1] << 8 on little-endian x86
+    if (pairs_[pair >> 6] >> (pair & 63) & 1) [[unlikely]]
+      At(text, i, pair, want, hit);
+  }
+  if (i < n && (pairs_[d[i] >> 6] >> (d[i] & 63) & 1)) At(text, i, d[i], want, hit);  // the last byte: 0 stands for the next
+}
+
+}  // namespace warden::anonymizer
