@@ -113,6 +113,7 @@ void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t e
 
 // ExpandBase64 decodes a candidate; when the decoded text holds a secret (or is
 // credentials "user:pass", or a private key), the whole encoded value is one.
+// Identifiers in the decoded text do not count (FindAll does not look for them there).
 void RuleEngine::ExpandBase64(std::string_view text, const Span& c, std::vector<Span>* out) const {
   std::optional<std::string> decoded = Base64Decode(text.substr(c.begin, c.length()));
   if (!decoded || decoded->size() < 6 || !MostlyPrintable(*decoded)) return;
@@ -187,10 +188,12 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
           }
         }
       });
+  // In text decoded from base64 only secrets count (ExpandBase64): identifier rules are skipped there.
+  auto skip = [&](size_t r) { return decoded && rules_[r].kind != Kind::kSecret; };
   for (size_t r = 0; r < rules_.size(); ++r)
-    if (rules_[r].multiline && (always_[r] || !ranges_of[r].empty())) RunRule(r, text, 0, end, out, decoded);
+    if (rules_[r].multiline && !skip(r) && (always_[r] || !ranges_of[r].empty())) RunRule(r, text, 0, end, out, decoded);
   for (size_t r = 0; r < rules_.size(); ++r) {
-    if (rules_[r].multiline) continue;
+    if (rules_[r].multiline || skip(r)) continue;
     if (always_[r]) {  // no trigger: one run over the whole text
       RunRule(r, text, 0, end, out, decoded);
       continue;
