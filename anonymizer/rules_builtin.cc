@@ -1327,10 +1327,12 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                 R"((?i)authorization[ \t]*:[ \t]*(?:basic|bearer|token|digest|negotiate|ntlm|apikey)[ \t]+([A-Za-z0-9._~+/=\-]+))",
                 {}, 3));
   // key = value in every syntax: env, YAML, JSON, INI, TOML, PHP define(), query strings, -D flags.
-  // No triggers (here, and for base64-value, email, ipv4, ipv6, mac and phone):
+  // No triggers for base64-value, email, ipv4, ipv6, mac and phone:
   // nothing literal is in every match, and the rule's own finder scans no
   // slower than a trigger would. They run over the whole text.
-  r.push_back(R("keyvalue-secret", "password", S, {},
+  r.push_back(R("keyvalue-secret", "password", S,
+                Folded({"pass", "pwd", "secret", "token", "key", "salt", "sig", "sess", "sid", "credential",
+                        "masterauth", "cookie"}),
                 R"((?i)(?:pass(?:word|wd|phrase)?|pwd|secret|token|key|salt|sig(?:nature)?|session(?:id)?|sessid|credentials?|masterauth|sid|cookie)[A-Za-z0-9_.\-]*(["']?[ \t]*(?:=>|:=|=|:|["'][ \t]*,)[ \t]*))",
                 KeyValue));
   r.back().candidates = KeyValueStarts;

@@ -16,7 +16,7 @@ RE2::Options Re2Options(bool case_insensitive = false) {
   return o;
 }
 
-constexpr size_t kBlock = 256;
+constexpr size_t kBlock = 64;
 
 }  // namespace
 
