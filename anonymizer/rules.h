@@ -56,6 +56,10 @@ struct Rule {
   bool base64_candidate = false;  // candidates are decoded and searched again, not reported as such
   Candidates candidates = nullptr;
   AnchoredMatch anchored = nullptr;
+  // Every match starts where one of the rule's triggers begins ("AKIA...",
+  // "sshpass -p ..."): the pattern runs anchored at the triggers the scan
+  // found, not over the blocks around them.
+  bool starts_at_trigger = false;
 };
 
 class RuleEngine final : public SpanSource {
@@ -69,8 +73,9 @@ class RuleEngine final : public SpanSource {
  private:
   // FindAll runs every rule over `text`; `decoded` marks text decoded from base64 (no second decoding).
   void FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const;
-  void RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out,
-               bool decoded) const;
+  // RunRule: rule i over [begin, end); with `starts`, only at those positions (ascending).
+  void RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out, bool decoded,
+               const std::vector<size_t>* starts = nullptr) const;
   void ExpandBase64(std::string_view text, const Span& candidate, std::vector<Span>* out) const;
 
   std::vector<Rule> rules_;

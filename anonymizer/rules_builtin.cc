@@ -1254,10 +1254,15 @@ Rule R(const char* name, const char* category, Kind kind, std::vector<Trigger> t
 constexpr Kind S = Kind::kSecret;
 constexpr Kind I = Kind::kIdentifier;
 
-// A vendor token: a literal prefix and a body; extended to the token boundary.
+// A vendor token: a literal prefix (its trigger) and a body; extended to the token boundary.
 Rule Vendor(const char* name, const char* category, std::vector<Trigger> triggers, std::string pattern) {
-  return R(name, category, S, std::move(triggers), std::move(pattern), ExtendToken, 1);
+  Rule r = R(name, category, S, std::move(triggers), std::move(pattern), ExtendToken, 1);
+  r.starts_at_trigger = true;
+  return r;
 }
+
+// The rule just added starts every match with one of its triggers.
+void StartsAtTrigger(std::vector<Rule>& rules) { rules.back().starts_at_trigger = true; }
 
 }  // namespace
 
@@ -1280,6 +1285,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(Vendor("gcp-oauth-token", "cloud_credential", {"ya29."}, R"(ya29\.[0-9A-Za-z_\-]{20,})"));
   r.push_back(Vendor("gcp-oauth-secret", "cloud_credential", {"GOCSPX-"}, R"(GOCSPX-[0-9A-Za-z_\-]{20,})"));
   r.push_back(Vendor("azure-ad-client-secret", "cloud_credential", {"Q~"}, R"([A-Za-z0-9_~.]{3}[0-9]Q~[A-Za-z0-9_~.\-]{31,34})"));
+  r.back().starts_at_trigger = false;  // the trigger is inside the token
   r.push_back(Vendor("alibaba-access-key", "cloud_credential", {"LTAI"}, R"(LTAI[A-Za-z0-9]{20})"));
   r.push_back(Vendor("digitalocean-token", "cloud_credential", {"do[opr]_v1_"}, R"(do[opr]_v1_[a-f0-9]{64})"));
   r.push_back(Vendor("github-token", "api_token", {"gh[pousr]_"}, R"(gh[pousr]_[A-Za-z0-9]{30,255})"));
@@ -1290,8 +1296,10 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(Vendor("slack-token", "api_token", {"xox[abposr]-", "xapp-"}, R"((?:xox[abposr]-|xapp-)[A-Za-z0-9\-]{10,})"));
   r.push_back(R("slack-webhook", "api_token", S, {"hooks.slack.com"},
                 R"(hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9_/\-]{20,}))", {}, 1));
+  StartsAtTrigger(r);
   r.push_back(R("discord-webhook", "api_token", S, {"discord"},
                 R"(discord(?:app)?\.com/api/webhooks/([0-9]+/[A-Za-z0-9_\-]{20,}))", {}, 1));
+  StartsAtTrigger(r);
   r.push_back(Vendor("stripe-key", "api_token", {"[sr]k_live_", "[sr]k_test_", "whsec_"},
                      R"((?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,}|whsec_[A-Za-z0-9]{20,}))"));
   r.push_back(Vendor("openai-key", "api_token", {"sk-"}, R"(sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{20,})"));
@@ -1305,6 +1313,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(Vendor("twilio-sid", "api_token", {"AC[a-f0-9]", "SK[a-f0-9]"}, R"((?:AC|SK)[a-f0-9]{32})"));
   r.push_back(Vendor("mailgun-key", "api_token", {"key-"}, R"(key-[a-f0-9]{32})"));
   r.push_back(Vendor("telegram-bot-token", "api_token", {"[0-9]:AA"}, R"([0-9]{8,10}:AA[A-Za-z0-9_\-]{30,40})"));
+  r.back().starts_at_trigger = false;  // the trigger is inside the token
   r.push_back(Vendor("shopify-token", "api_token", {"shpat_", "shpca_", "shppa_", "shpss_"}, R"(shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32})"));
   r.push_back(Vendor("atlassian-token", "api_token", {"ATATT3"}, R"(ATATT3[A-Za-z0-9_\-=]{100,})"));
   r.push_back(Vendor("newrelic-key", "api_token", {"NRAK-", "NRJS-", "NRII-"}, R"(NR(?:AK|JS|II)-[A-Za-z0-9]{20,})"));
@@ -1315,17 +1324,20 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(Vendor("doppler-token", "api_token", {"dp.pt.", "dp.st.", "dp.sa.", "dp.ct."}, R"(dp\.(?:pt|st|sa|ct)\.[A-Za-z0-9]{40,})"));
   r.push_back(Vendor("pulumi-token", "api_token", {"pul-"}, R"(pul-[a-f0-9]{40})"));
   r.push_back(Vendor("terraform-token", "api_token", {"atlasv1"}, R"([A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=\-]{60,})"));
+  r.back().starts_at_trigger = false;  // the trigger is inside the token
   r.push_back(Vendor("flyio-token", "api_token", {"fo1_", "FlyV1 "}, R"((?:fo1_[A-Za-z0-9_\-]{40,}|FlyV1 fm\d_[A-Za-z0-9+/=_,\-]{40,}))"));
   r.push_back(Vendor("square-token", "api_token", {"sq0atp-", "sq0csp-", "EAAA"}, R"((?:sq0(?:atp|csp)-[A-Za-z0-9_\-]{22,}|EAAA[A-Za-z0-9_\-]{60}))"));
   r.push_back(Vendor("heroku-token", "api_token", {"HRKU-"}, R"(HRKU-[A-Za-z0-9_\-]{40,})"));
   r.push_back(Vendor("databricks-token", "api_token", {"dapi"}, R"(dapi[a-f0-9]{32}(?:-\d)?)"));
   r.push_back(Vendor("jwt", "jwt", {"eyJ"}, R"(eyJ[A-Za-z0-9_\-]+\.eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*)"));
   r.push_back(R("healthchecks-url", "api_token", S, {"hc-ping.com"}, R"(hc-ping\.com/([0-9a-f\-]{36}))", {}, 1));
+  StartsAtTrigger(r);
 
   // ---------------------------------------------------------------- contexts
   r.push_back(R("auth-header", "auth_header", S, Folded({"authorization"}),
                 R"((?i)authorization[ \t]*:[ \t]*(?:basic|bearer|token|digest|negotiate|ntlm|apikey)[ \t]+([A-Za-z0-9._~+/=\-]+))",
                 {}, 3));
+  StartsAtTrigger(r);
   // key = value in every syntax: env, YAML, JSON, INI, TOML, PHP define(), query strings, -D flags.
   // No triggers for base64-value, email, ipv4, ipv6, mac and phone:
   // nothing literal is in every match, and the rule's own finder scans no
@@ -1349,18 +1361,23 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
                     return false;
                   return StripQuotes(t, b, e);
                 }));
+  StartsAtTrigger(r);
   r.push_back(R("sshpass", "password", S, {"sshpass"}, R"(sshpass[ \t]+-p[ \t]*('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
+  StartsAtTrigger(r);
   r.push_back(R("redis-cli-password", "password", S, {"redis-cli"}, R"(redis-cli\b[^\n]*?[ \t]-a[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))",
                 StripQuotes));
+  StartsAtTrigger(r);
   r.push_back(R("curl-user", "password", S, {"-u[ \\t]", "--user"},
                 R"((?:^|[ \t])(?:-u|--user)[ \t]+['"]?[^\s:'"]+:([^\s'"]+))",
                 NotPlaceholder));
   r.push_back(R("htpasswd-b", "password", S, {"htpasswd"},
                 R"(htpasswd[ \t]+(?:-[A-Za-z]+[ \t]+)*\S+[ \t]+\S+[ \t]+('[^'\n]*'|"[^"\n]*"|\S+))", StripQuotes));
+  StartsAtTrigger(r);
   r.push_back(R("echo-sudo-S", "password", S, {"sudo"}, R"(echo[ \t]+('[^'\n]*'|"[^"\n]*"|\S+)[ \t]*\|[ \t]*sudo[ \t]+(?:-\S+[ \t]+)*-S)",
                 StripQuotes));
   r.push_back(R("sql-identified-by", "password", S, Folded({"identified"}),
                 R"((?i)identified[ \t]+(?:with[ \t]+\S+[ \t]+)?by[ \t]+('[^'\n]*'|"[^"\n]*"))", StripQuotes));
+  StartsAtTrigger(r);
   r.push_back(R("pgpass-line", "password", S, {{":[0-9]", PgpassTail}, {":*", PgpassTail}}, R"((?m)^[^\s:#][^\s:]*:(?:[0-9]+|\*):[^\s:]+:[^\s:]+:([^\s:]+)$)",
                 NotPlaceholder));
   r.push_back(R("password-hash", "password_hash", S, {"$1", "$2", "$5", "$6", "$7", "$y", "$gy", "$apr1", "$md5", "$sha", "$argon2", "$pbkdf2", "$scrypt"},
@@ -1424,16 +1441,21 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("mail-client-hostname", "hostname", I, {"client=", "from "},
                 R"((?:client=|from )([A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9][A-Za-z0-9\-]*)+)\[)",
                 UrlHostCheck));
+  StartsAtTrigger(r);
   r.push_back(R("hosts-file-name", "hostname", I, {{"^[0-9]", HostsLineAhead}},
                 R"((?m)^(?:[0-9]{1,3}\.){3}[0-9]{1,3}[ \t]+([A-Za-z0-9][A-Za-z0-9.\-]*))", HostsFileLine));
+  StartsAtTrigger(r);
   r.push_back(R("anklume-bridge", "network", I, {"net-"}, R"((net-[a-z0-9][a-z0-9\-]*))", NotAfterWord));
+  StartsAtTrigger(r);
   r.push_back(R("incus-list-instance", "instance", I, {"RUNNING", "STOPPED", "FROZEN", "ERROR"},
                 R"(\|[ \t]*([A-Za-z0-9][A-Za-z0-9\-]*)[ \t]*\|[ \t]*(?:RUNNING|STOPPED|FROZEN|ERROR)[ \t]*\|)"));
   r.push_back(R("incus-info-name", "instance", I, {"^Name:"}, R"((?m)^Name:[ \t]+([A-Za-z0-9][A-Za-z0-9\-]*)$)"));
+  StartsAtTrigger(r);
   r.push_back(R("ansible-inventory-host", "instance", I, {"ansible_"},
                 R"((?m)^([A-Za-z0-9][A-Za-z0-9.\-]*)[ \t]+ansible_)",
                 HostsFileName));
-  r.push_back(R("gcp-project-id", "project", I, {"project_id"}, R"re("project_id"[ \t]*:[ \t]*"([^"\n]+)")re"));
+  r.push_back(R("gcp-project-id", "project", I, {"\"project_id\""}, R"re("project_id"[ \t]*:[ \t]*"([^"\n]+)")re"));
+  StartsAtTrigger(r);
   Rule runner = R("gitlab-runner-name", "instance", I, {"\\[\\[runners\\]\\]"}, R"re(\[\[runners\]\][ \t]*\r?\n[ \t]*name[ \t]*=[ \t]*"([^"\n]+)")re");
   runner.multiline = true;
   runner.candidates = LiteralStarts<kRunners>;
@@ -1444,11 +1466,14 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(ssid);
   r.push_back(R("login-user", "username", I, {"Accepted ", "Failed "},
                 R"((?:Accepted|Failed) [a-z\-/]+ for (?:invalid user )?([A-Za-z0-9._\-]+) from)", UserCheck));
+  StartsAtTrigger(r);
   r.push_back(R("session-user", "username", I, {"for user"}, R"(session (?:opened|closed) for user ([A-Za-z0-9._\-]+))", UserCheck));
   r.push_back(R("home-dir-user", "username", I, {"/home/"}, R"(/home/([a-z_][a-z0-9._\-]*))", UserCheck));
+  StartsAtTrigger(r);
   r.push_back(R("env-user", "username", I, {"USER=", "LOGNAME=", "USERNAME=", "user=", "username="},
                 R"((?m)(?:^|[\s,])(?:USER|LOGNAME|USERNAME|ansible_user|username|user)=([A-Za-z0-9._\-]+))", UserCheck));
   r.push_back(R("sudo-user", "username", I, {"sudo:"}, R"(sudo:[ \t]+([A-Za-z0-9._\-]+)[ \t]+:)", UserCheck));
+  StartsAtTrigger(r);
   r.push_back(R("shadow-user", "username", I, {":$"}, R"((?m)^([a-z_][a-z0-9_\-]*):\$)", UserCheck));
   // Person names in known contexts: commit trailers, "Name <email>", log fields, tables of people.
   // kName is \p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){1,3}, held to it by WholeName/LeadingName.
@@ -1460,6 +1485,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("shortlog-person", "person", I, {"[0-9]\\t"}, "(?m)^[ \\t]*[0-9]+\\t(" + kName + ")(?:[ \\t]+<|$)",
                 WholeName));
   r.push_back(R("git-config-name", "person", I, {"user.name="}, "user\\.name=(" + kName + ")", LeadingName));
+  StartsAtTrigger(r);
   r.push_back(R("field-person", "person", I, {"name=", "holder=", "owner=", "customer="},
                 "(?:name|holder|full_name|fullname|owner|customer|customer_name)=[\"'](" + kName + ")[\"']", WholeName));
   r.push_back(R("person-before-email", "person", I, {{"[ \\t][<(]", AddressAhead}}, "(" + kName + ")[ \\t]+[<(][^>)\\s]+@",
@@ -1473,6 +1499,7 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.back().anchored = PhoneMatch;
   r.push_back(R("iban", "iban", I, {{"[A-Z][A-Z][0-9][0-9]", IbanAhead}},
                 R"([A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?)", IbanCheck));
+  StartsAtTrigger(r);
   // No trigger: digits are everywhere, and the finder skips them as fast as a trigger would.
   r.push_back(R("payment-card", "card", I, {},
                 R"([0-9](?:[ \-]?[0-9]){12,18})", CardCheck));

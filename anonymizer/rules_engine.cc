@@ -59,19 +59,25 @@ RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
 }
 
 void RuleEngine::RunRule(size_t i, std::string_view text, size_t begin, size_t end, std::vector<Span>* out,
-                         bool decoded) const {
+                         bool decoded, const std::vector<size_t>* starts) const {
   const RE2& re = *compiled_[i];
   const Rule& rule = rules_[i];
   int groups = std::min(1, re.NumberOfCapturingGroups());
   re2::StringPiece input(text.data(), text.size()), m[2];
   const Candidates candidates = use_candidates_ ? rule.candidates : nullptr;
-  size_t pos = begin;
+  size_t pos = begin, next_start = 0;
   while (pos < end) {
-    if (candidates) {
+    if (candidates || starts) {
       // Anchored at the places a match can start only: the same leftmost match
       // as the unanchored search, without running the automaton over the bytes between.
-      size_t skip = 0;
-      size_t s = candidates(text, pos, end, &skip);
+      size_t skip = 0, s = end;
+      if (starts) {
+        while (next_start < starts->size() && (*starts)[next_start] < pos) ++next_start;
+        if (next_start < starts->size()) s = (*starts)[next_start];
+        skip = s + 1;
+      } else {
+        s = candidates(text, pos, end, &skip);
+      }
       if (s >= end) break;
       size_t mb, me, gb, ge;
       int known = rule.anchored ? rule.anchored(text, s, end, &mb, &me, &gb, &ge) : -1;
@@ -143,6 +149,7 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
     std::vector<std::pair<size_t, size_t>> blocks;
     std::vector<std::vector<size_t>> ranges_of;  // rule -> indexes into blocks, ascending
     std::vector<size_t> last;                     // rule -> the block it was last enabled in
+    std::vector<std::vector<size_t>> starts_of;  // rule (starts_at_trigger) -> where its triggers begin
   };
   thread_local Scratch scratch[2];
   Scratch& sc = scratch[decoded ? 1 : 0];
@@ -150,8 +157,13 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
   std::vector<std::vector<size_t>>& ranges_of = sc.ranges_of;
   std::vector<size_t>& last = sc.last;
   blocks.clear();
+  std::vector<std::vector<size_t>>& starts_of = sc.starts_of;
   if (ranges_of.size() < rules_.size()) ranges_of.resize(rules_.size());
-  for (size_t r = 0; r < rules_.size(); ++r) ranges_of[r].clear();
+  if (starts_of.size() < rules_.size()) starts_of.resize(rules_.size());
+  for (size_t r = 0; r < rules_.size(); ++r) {
+    ranges_of[r].clear();
+    starts_of[r].clear();
+  }
   last.assign(rules_.size(), SIZE_MAX);
   for (size_t b = 0; b < end;) {
     size_t e = std::min(end, b + kBlock);
@@ -172,15 +184,20 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
   };
   // A multiline rule counts as enabled in block 0 (it runs over the whole text).
   auto slot = [&](size_t r, size_t start) { return rules_[r].multiline ? 0 : block_of(start); };
+  auto at_starts = [&](size_t r) { return use_candidates_ && rules_[r].starts_at_trigger; };
   gate_.Scan(
       text,
       [&](int id, size_t start) {
         for (size_t r : trigger_rules_[static_cast<size_t>(id)])
-          if (last[r] != slot(r, start)) return true;
+          if (at_starts(r) || last[r] != slot(r, start)) return true;
         return false;
       },
       [&](int id, size_t start) {
         for (size_t r : trigger_rules_[static_cast<size_t>(id)]) {
+          if (at_starts(r)) {
+            starts_of[r].push_back(start);
+            continue;
+          }
           size_t b = slot(r, start);
           if (last[r] != b) {
             last[r] = b;
@@ -196,6 +213,14 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
     if (rules_[r].multiline || skip(r)) continue;
     if (always_[r]) {  // no trigger: one run over the whole text
       RunRule(r, text, 0, end, out, decoded);
+      continue;
+    }
+    if (at_starts(r)) {
+      std::vector<size_t>& at = starts_of[r];
+      if (at.empty()) continue;
+      if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
+      at.erase(std::unique(at.begin(), at.end()), at.end());
+      RunRule(r, text, 0, end, out, decoded, &at);
       continue;
     }
     std::vector<size_t>& idx = ranges_of[r];

@@ -184,12 +184,18 @@ TEST_CASE("a rule finds nothing outside the blocks its triggers open") {
     everywhere.triggers.clear();
     everywhere.multiline = false;
     RuleEngine gate({rule}), reference({everywhere});
+    // A rule matched anchored at its triggers: every raw match too, check or no check.
+    Rule raw = rule, raw_everywhere = everywhere;
+    raw.check = raw_everywhere.check = nullptr;
+    raw.base64_candidate = raw_everywhere.base64_candidate = false;
+    RuleEngine gate_raw({raw}), reference_raw({raw_everywhere});
     size_t found = 0;
     for (const std::string& s : samples) {
       INFO(rule.name << " on: " << s.substr(0, 200));
       std::vector<Key> want = Found(reference, s);
       found += want.size();
       CHECK(Found(gate, s) == want);
+      if (rule.starts_at_trigger) CHECK(Found(gate_raw, s) == Found(reference_raw, s));
     }
     INFO(rule.name);
     CHECK(found > 0);  // the samples hold something for every rule to find
