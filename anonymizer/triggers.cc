@@ -125,12 +125,17 @@ std::bitset<256> Fold(std::bitset<256> set) {
 
 int TriggerGate::Add(const Trigger& trigger, std::string* error) {
   for (size_t i = 0; i < added_.size(); ++i)  // one trigger several rules share is scanned for once
-    if (added_[i].pattern == trigger.pattern && added_[i].fold == trigger.fold && added_[i].test == trigger.test)
+    if (added_[i].pattern == trigger.pattern && added_[i].fold == trigger.fold && added_[i].test == trigger.test &&
+        added_[i].literal == trigger.literal)
       return static_cast<int>(i);
   bool line_start = false;
   std::vector<std::bitset<256>> bytes;
-  if (!Parse(trigger.pattern, &line_start, &bytes, error)) return -1;
-  if (bytes.size() > 64) return *error = "longer than 64 bytes", -1;
+  if (trigger.literal) {
+    for (char c : trigger.pattern) bytes.emplace_back().set(static_cast<unsigned char>(c));
+    if (bytes.empty()) return *error = "an empty trigger", -1;
+  } else if (!Parse(trigger.pattern, &line_start, &bytes, error)) {
+    return -1;
+  }
   // Forms: with case folded, every 's' or 'k' may also be RE2's other fold of
   // it, U+017F (C5 BF) or U+212A (E2 84 AA): one form per combination.
   std::vector<std::vector<std::bitset<256>>> forms = {{}};
@@ -203,14 +208,15 @@ void TriggerGate::Finish() {
   std::sort(entries.begin(), entries.end());
   entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
   pairs_.fill(0);
-  first_.assign(65537, 0);
-  of_pair_.clear();
+  first_.assign(kBuckets + 1, 0);
   for (const auto& [pair, form] : entries) {
     pairs_[pair >> 6] |= uint64_t{1} << (pair & 63);
-    ++first_[pair + 1u];
-    of_pair_.push_back(form);
+    ++first_[Bucket(pair) + 1];
   }
-  for (size_t p = 1; p < first_.size(); ++p) first_[p] += first_[p - 1];
+  for (size_t h = 1; h < first_.size(); ++h) first_[h] += first_[h - 1];
+  entries_.assign(entries.size(), {});
+  std::vector<uint32_t> fill(first_.begin(), first_.end() - 1);
+  for (const auto& e : entries) entries_[fill[Bucket(e.first)]++] = e;  // pairs ascending, forms ascending within
 }
 
 bool TriggerGate::MatchesAt(const Form& f, std::string_view text, long start) {

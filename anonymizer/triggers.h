@@ -35,7 +35,14 @@ struct Trigger {
   // ("[a-f0-9]") and "\\s" for white space; a leading "^" a line start.
   Trigger(const char* bytes, TriggerTest also = nullptr) : pattern(bytes), test(also) {}
   Trigger(std::string bytes, bool folded) : pattern(std::move(bytes)), fold(folded) {}
+  // Literal: these bytes exactly, no syntax (a dictionary term).
+  static Trigger Literal(std::string bytes) {
+    Trigger t(std::move(bytes), false);
+    t.literal = true;
+    return t;
+  }
   std::string pattern;
+  bool literal = false;
   // ASCII case folded, and RE2's case folds beyond ASCII: 's' also matches
   // U+017F and 'k' U+212A, as a case-insensitive pattern does.
   bool fold = false;
@@ -76,16 +83,22 @@ class TriggerGate {
   std::vector<Form> forms_;
   int ids_ = 0;
   std::vector<Trigger> added_;  // by id
+  static constexpr unsigned kBuckets = 4096;
+  static unsigned Bucket(unsigned pair) { return (pair * 40503u >> 4) & (kBuckets - 1); }
   std::array<uint64_t, 1024> pairs_{};  // bit (a | b << 8): some form is anchored on the pair (a, b)
-  std::vector<uint32_t> first_;         // pair -> its forms: of_pair_[first_[pair], first_[pair + 1])
-  std::vector<uint16_t> of_pair_;
+  // The forms anchored on each pair, by a hash of the pair: entries_[first_[h], first_[h + 1])
+  // hold (pair, form) for every pair of hash h (a few; cheap to build for a short text's dictionary).
+  std::vector<uint32_t> first_;
+  std::vector<std::pair<uint16_t, uint16_t>> entries_;
   std::vector<uint16_t> line_starts_;   // forms to try at the start of the text
 };
 
 template <class Want, class Hit>
 void TriggerGate::At(std::string_view text, size_t i, unsigned pair, Want& want, Hit& hit) const {
-  for (uint32_t j = first_[pair]; j < first_[pair + 1]; ++j) {
-    const Form& f = forms_[of_pair_[j]];
+  const unsigned h = Bucket(pair);
+  for (uint32_t j = first_[h]; j < first_[h + 1]; ++j) {
+    if (entries_[j].first != pair) continue;
+    const Form& f = forms_[entries_[j].second];
     long start = static_cast<long>(i) - static_cast<long>(f.anchor);
     if (start < -1) continue;
     size_t begin = static_cast<size_t>(start + (f.line_start ? 1 : 0));
