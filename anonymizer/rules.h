@@ -7,7 +7,7 @@
 //
 // Speed: the text is cut into blocks at line ends; one scan for all triggers
 // (triggers.h) tells, per block, which rules can match there, and only those run
-// on that block. Rules marked multiline (PEM keys) run on the whole text.
+// on that block. Rules marked multiline (PEM keys) are not cut at block ends.
 // Base64 candidates are decoded and the decoded text is searched again, once.
 #pragma once
 

@@ -1205,23 +1205,6 @@ bool IbanAhead(std::string_view t, size_t b) {
   return true;
 }
 
-// A finder for a pattern that starts with a literal (the multiline rules, run
-// over the whole text): the literal's next occurrence, by memmem. RE2 would
-// stop at every occurrence of the literal's first byte ('-', 'a', '[').
-template <const char* kLiteral>
-size_t LiteralStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
-  static const size_t n = std::strlen(kLiteral);
-  if (pos >= end || end - pos < n) return end;
-  const void* hit = memmem(t.data() + pos, end - pos, kLiteral, n);
-  if (hit == nullptr) return end;
-  size_t s = static_cast<size_t>(static_cast<const char*>(hit) - t.data());
-  *skip = s + 1;
-  return s;
-}
-constexpr char kPemBegin[] = "-----BEGIN ";
-constexpr char kRunners[] = "[[runners]]";
-constexpr char kAccessPoints[] = "access-points:";
-
 // A pattern trigger spelled as bytes: escapes what triggers.h gives a meaning.
 std::string TriggerLiteral(std::string_view s) {
   std::string out;
@@ -1271,10 +1254,10 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   // ---------------------------------------------------------------- private keys
   // The armour is found by the pattern; the body, up to the END line (also
   // inside a diff, or with "\n" escapes inside JSON), by PemBody.
-  Rule pem = R("pem-private-key", "private_key", S, {"PRIVATE KEY"},
+  Rule pem = R("pem-private-key", "private_key", S, {"-----BEGIN "},
                R"(-----BEGIN [A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----)", PemBody, 1);
   pem.multiline = true;
-  pem.candidates = LiteralStarts<kPemBegin>;
+  pem.starts_at_trigger = true;
   r.push_back(pem);
   r.push_back(Vendor("age-secret-key", "private_key", {"AGE-SECRET-KEY-"}, R"(AGE-SECRET-KEY-1[0-9A-Z]{58})"));
 
@@ -1458,11 +1441,11 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   StartsAtTrigger(r);
   Rule runner = R("gitlab-runner-name", "instance", I, {"\\[\\[runners\\]\\]"}, R"re(\[\[runners\]\][ \t]*\r?\n[ \t]*name[ \t]*=[ \t]*"([^"\n]+)")re");
   runner.multiline = true;
-  runner.candidates = LiteralStarts<kRunners>;
+  runner.starts_at_trigger = true;
   r.push_back(runner);
   Rule ssid = R("wifi-ssid", "ssid", I, {"access-points:"}, R"re(access-points:[ \t]*\r?\n[ \t]*"([^"\n]+)"[ \t]*:)re");
   ssid.multiline = true;
-  ssid.candidates = LiteralStarts<kAccessPoints>;
+  ssid.starts_at_trigger = true;
   r.push_back(ssid);
   r.push_back(R("login-user", "username", I, {"Accepted ", "Failed "},
                 R"((?:Accepted|Failed) [a-z\-/]+ for (?:invalid user )?([A-Za-z0-9._\-]+) from)", UserCheck));

@@ -207,8 +207,18 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
       });
   // In text decoded from base64 only secrets count (ExpandBase64): identifier rules are skipped there.
   auto skip = [&](size_t r) { return decoded && rules_[r].kind != Kind::kSecret; };
-  for (size_t r = 0; r < rules_.size(); ++r)
-    if (rules_[r].multiline && !skip(r) && (always_[r] || !ranges_of[r].empty())) RunRule(r, text, 0, end, out, decoded);
+  auto run_at_starts = [&](size_t r) {
+    std::vector<size_t>& at = starts_of[r];
+    if (at.empty()) return;
+    if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
+    at.erase(std::unique(at.begin(), at.end()), at.end());
+    RunRule(r, text, 0, end, out, decoded, &at);
+  };
+  for (size_t r = 0; r < rules_.size(); ++r) {
+    if (!rules_[r].multiline || skip(r)) continue;
+    if (always_[r] || (!at_starts(r) && !ranges_of[r].empty())) RunRule(r, text, 0, end, out, decoded);
+    else if (at_starts(r)) run_at_starts(r);
+  }
   for (size_t r = 0; r < rules_.size(); ++r) {
     if (rules_[r].multiline || skip(r)) continue;
     if (always_[r]) {  // no trigger: one run over the whole text
@@ -216,11 +226,7 @@ void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool dec
       continue;
     }
     if (at_starts(r)) {
-      std::vector<size_t>& at = starts_of[r];
-      if (at.empty()) continue;
-      if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
-      at.erase(std::unique(at.begin(), at.end()), at.end());
-      RunRule(r, text, 0, end, out, decoded, &at);
+      run_at_starts(r);
       continue;
     }
     std::vector<size_t>& idx = ranges_of[r];
