@@ -1363,9 +1363,15 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   StartsAtTrigger(r);
   r.push_back(R("pgpass-line", "password", S, {{":[0-9]", PgpassTail}, {":*", PgpassTail}}, R"((?m)^[^\s:#][^\s:]*:(?:[0-9]+|\*):[^\s:]+:[^\s:]+:([^\s:]+)$)",
                 NotPlaceholder));
-  r.push_back(R("password-hash", "password_hash", S, {"$1", "$2", "$5", "$6", "$7", "$y", "$gy", "$apr1", "$md5", "$sha", "$argon2", "$pbkdf2", "$scrypt"},
+  std::vector<Trigger> hash_ids;  // "$id" and "$$id": a match starts at its first '$'
+  for (const char* id : {"1", "2", "5", "6", "7", "y", "gy", "apr1", "md5", "sha", "argon2", "pbkdf2", "scrypt"}) {
+    hash_ids.emplace_back(std::string("$") + id, false);
+    hash_ids.emplace_back(std::string("$$") + id, false);
+  }
+  r.push_back(R("password-hash", "password_hash", S, hash_ids,
                 R"(\$\$?(?:1|2[abxy]?|5|6|y|gy|7|apr1|md5|sha1|sha256|sha512|argon2(?:id|i|d)?|pbkdf2(?:-sha[0-9]+)?|scrypt)\$\$?[^\s:'"]{8,})",
                 {}, 1));
+  StartsAtTrigger(r);
   // scheme://user:PASSWORD@host, and the user and host as identifiers.
   r.push_back(R("url-userinfo-password", "password", S, {{"://", UserinfoAhead}},
                 R"([A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@'"]*:([^\s@/'"]+)@)",
@@ -1450,11 +1456,19 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   r.push_back(R("login-user", "username", I, {"Accepted ", "Failed "},
                 R"((?:Accepted|Failed) [a-z\-/]+ for (?:invalid user )?([A-Za-z0-9._\-]+) from)", UserCheck));
   StartsAtTrigger(r);
-  r.push_back(R("session-user", "username", I, {"for user"}, R"(session (?:opened|closed) for user ([A-Za-z0-9._\-]+))", UserCheck));
+  r.push_back(R("session-user", "username", I, {"session opened for user", "session closed for user"},
+                R"(session (?:opened|closed) for user ([A-Za-z0-9._\-]+))", UserCheck));
+  StartsAtTrigger(r);
   r.push_back(R("home-dir-user", "username", I, {"/home/"}, R"(/home/([a-z_][a-z0-9._\-]*))", UserCheck));
   StartsAtTrigger(r);
-  r.push_back(R("env-user", "username", I, {"USER=", "LOGNAME=", "USERNAME=", "user=", "username="},
+  std::vector<Trigger> env_users;  // a match starts at the blank or ',' before the name, or at a line start
+  for (const char* name : {"USER", "LOGNAME", "USERNAME", "ansible_user", "username", "user"}) {
+    env_users.emplace_back(std::string("^") + name + "=", false);
+    env_users.emplace_back(std::string("[\\s,]") + name + "=", false);
+  }
+  r.push_back(R("env-user", "username", I, env_users,
                 R"((?m)(?:^|[\s,])(?:USER|LOGNAME|USERNAME|ansible_user|username|user)=([A-Za-z0-9._\-]+))", UserCheck));
+  StartsAtTrigger(r);
   r.push_back(R("sudo-user", "username", I, {"sudo:"}, R"(sudo:[ \t]+([A-Za-z0-9._\-]+)[ \t]+:)", UserCheck));
   StartsAtTrigger(r);
   r.push_back(R("shadow-user", "username", I, {":$"}, R"((?m)^([a-z_][a-z0-9_\-]*):\$)", UserCheck));
@@ -1462,15 +1476,20 @@ std::vector<Rule> BuiltinRules(const std::vector<std::string>& zones) {
   // kName is \p{Lu}[\p{L}'’\-]+(?:[ ]\p{Lu}[\p{L}'’\-]+){1,3}, held to it by WholeName/LeadingName.
   const std::string kUpper = R"([A-Z\x{80}-\x{10FFFF}])", kTail = R"([A-Za-z\x{80}-\x{10FFFF}'\-]+)";
   const std::string kName = kUpper + kTail + "(?:[ ]" + kUpper + kTail + "){1,3}";
-  r.push_back(R("git-person", "person", I, {"Author", "Commit", "-by:"},
+  r.push_back(R("git-person", "person", I,
+                {"Author", "Commit", "Reported-by", "Co-authored-by", "Signed-off-by", "Reviewed-by", "Acked-by",
+                 "Tested-by", "Suggested-by", "Helped-by"},
                 "(?:Author|Commit|Committer|Reported-by|Co-authored-by|Signed-off-by|Reviewed-by|Acked-by|Tested-by|Suggested-by|Helped-by):[ \\t]+(" + kName + ")[ \\t]+<",
                 WholeName));
+  StartsAtTrigger(r);
   r.push_back(R("shortlog-person", "person", I, {"[0-9]\\t"}, "(?m)^[ \\t]*[0-9]+\\t(" + kName + ")(?:[ \\t]+<|$)",
                 WholeName));
   r.push_back(R("git-config-name", "person", I, {"user.name="}, "user\\.name=(" + kName + ")", LeadingName));
   StartsAtTrigger(r);
-  r.push_back(R("field-person", "person", I, {"name=", "holder=", "owner=", "customer="},
+  r.push_back(R("field-person", "person", I,
+                {"name=", "holder=", "full_name=", "fullname=", "owner=", "customer=", "customer_name="},
                 "(?:name|holder|full_name|fullname|owner|customer|customer_name)=[\"'](" + kName + ")[\"']", WholeName));
+  StartsAtTrigger(r);
   r.push_back(R("person-before-email", "person", I, {{"[ \\t][<(]", AddressAhead}}, "(" + kName + ")[ \\t]+[<(][^>)\\s]+@",
                 WholeName));
   r.push_back(R("table-person", "person", I, {{"@", TableLine}}, "\\|[ \\t]*(" + kName + ")[ \\t]+\\|",

@@ -154,7 +154,8 @@ TEST_CASE("a rule finds nothing outside the blocks its triggers open") {
       "IBAN FR76 3000 6000 0112 3456 7890 189 and DE89370400440532013000\n",
       "mysql -u root -p'S3cr3t!' -h db\ncurl -u admin:hunter2hunter2 https://x\n"
       "redis-cli -h r1 -a 'p@ss w0rd'\nsshpass -p 'x9!k' ssh host\n--db-password s3cret-v4lue\n",
-      "USER=alice LOGNAME=bob\nansible_user=deploy\nusername=carol\n",
+      "USER=alice LOGNAME=bob\nansible_user=deploy\nusername=carol\nx,USER=eve\tUSERNAME=dan\n",
+      "full_name='Ana Lima'\ncustomer_name=\"Bo Lindqvist\"\nSigned-off-by: Jo Smith <jo@x.org>\n",
       "Accepted publickey for alice from 10.0.0.9\nsession opened for user bob by\n/home/carol/.ssh\n",
       "  12\tJane Doe\nuser.name=John Smith\nowner=\"Mary Major\"\nAuthor: Ann Lee <ann@x.org>\n",
       "postfix/smtpd: client=mail.example.net[10.1.1.1]\nreceived from relay.example.org[10.1.1.2]\n",
