@@ -270,15 +270,18 @@ std::vector<Span> Anonymizer::FindLayer1(std::string_view text) const {
   for (const auto& source : sources_) source->Find(text, &found);
   // An identifier found in one context (a user after "Accepted publickey for")
   // is the same identifier everywhere else in the text ("/home/<user>", "by <user>(uid=").
-  std::map<std::string, std::vector<std::string>> learned;
+  // Users and people are named by context once and then bare; hosts, instances and
+  // networks have rules (or the IaC dictionary) that find every occurrence already.
+  // Each name once (a user is often named by context hundreds of times).
+  std::set<std::pair<std::string_view, std::string_view>> names;  // (category, value)
   for (const Span& sp : found) {
-    // Users and people are named by context once and then bare; hosts, instances and
-    // networks have rules (or the IaC dictionary) that find every occurrence already.
-    static const std::set<std::string_view> kPropagate = {"username", "person", "ssid"};
-    if (sp.kind != Kind::kIdentifier || sp.length() < 5 || !kPropagate.count(sp.category)) continue;
-    std::string v(text.substr(sp.begin, sp.length()));
-    if (v.find('\n') == std::string::npos) learned[std::string(sp.category)].push_back(std::move(v));
+    if (sp.kind != Kind::kIdentifier || sp.length() < 5) continue;
+    if (sp.category != "username" && sp.category != "person" && sp.category != "ssid") continue;
+    std::string_view v = text.substr(sp.begin, sp.length());
+    if (v.find('\n') == std::string_view::npos) names.emplace(sp.category, v);
   }
+  std::map<std::string, std::vector<std::string>> learned;
+  for (const auto& [category, v] : names) learned[std::string(category)].emplace_back(v);
   if (!learned.empty()) MakeDictionarySource(learned)->Find(text, &found);
   DropKept(text, &found);
   return found;
