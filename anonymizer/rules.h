@@ -5,9 +5,9 @@
 // reject the candidate or move its bounds (extend a secret to its token
 // boundary, read a quoted value). Rules see the ORIGINAL text only.
 //
-// Speed: the text is cut into blocks at line ends; one scan for all triggers
-// (triggers.h) tells, per block, which rules can match there, and only those run
-// on that block. Rules marked multiline (PEM keys) are not cut at block ends.
+// Speed: one scan for all triggers (triggers.h) tells on which lines each rule
+// can match, and only those run there (or, when every match starts at a
+// trigger, only there). Rules marked multiline (PEM keys) run over the whole text.
 // Base64 candidates are decoded and the decoded text is searched again, once.
 #pragma once
 
@@ -84,6 +84,7 @@ class RuleEngine final : public SpanSource {
   TriggerGate gate_;
   std::vector<std::vector<size_t>> trigger_rules_;  // trigger id -> rules it enables
   std::vector<char> always_;                        // rule -> runs everywhere (no trigger to scan for)
+  std::vector<char> multiline_of_, starts_at_;      // rule -> its flags, kept close together for the scan
   bool use_candidates_ = true;
 };
 

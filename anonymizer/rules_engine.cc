@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "anonymizer/checks.h"
 #include "anonymizer/rules.h"
@@ -16,7 +17,6 @@ RE2::Options Re2Options(bool case_insensitive = false) {
   return o;
 }
 
-constexpr size_t kBlock = 64;
 
 }  // namespace
 
@@ -31,6 +31,10 @@ Status ValidatePattern(const std::string& pattern) {
 RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
     : rules_(std::move(rules)), use_candidates_(use_candidates) {
   always_.assign(rules_.size(), 0);
+  for (const Rule& r : rules_) {
+    multiline_of_.push_back(r.multiline);
+    starts_at_.push_back(r.starts_at_trigger);
+  }
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
     names_.emplace_back(InternName(r.category), InternName(r.name));
@@ -138,109 +142,91 @@ void RuleEngine::ExpandBase64(std::string_view text, const Span& c, std::vector<
 
 void RuleEngine::FindAll(std::string_view text, std::vector<Span>* out, bool decoded) const {
   const size_t end = text.size();
-  // Pass 1: one scan for every rule's triggers says, per small block, which
-  // rules can match there. Pass 2: each rule runs once over every run of
-  // consecutive blocks in which it can match, so a rule costs nothing where
+  if (end == 0) return;
+  // Pass 1: one scan for every rule's triggers says on which lines each rule
+  // can match (or, for a rule that starts at its triggers, where). Pass 2: each
+  // rule runs once over every run of such lines, so a rule costs nothing where
   // its triggers are absent. Multiline rules run over the whole text when one
   // of their triggers is anywhere in it.
   // Scratch kept per thread, one set per depth (the outer text, and base64 it
   // decodes): the vectors keep their capacity from call to call.
   struct Scratch {
-    std::vector<std::pair<size_t, size_t>> blocks;
-    std::vector<std::vector<size_t>> ranges_of;  // rule -> indexes into blocks, ascending
-    std::vector<size_t> last;                     // rule -> the block it was last enabled in
-    std::vector<std::vector<size_t>> starts_of;  // rule (starts_at_trigger) -> where its triggers begin
+    std::vector<std::vector<std::pair<size_t, size_t>>> lines_of;  // rule -> runs of lines, [begin, end)
+    std::vector<std::vector<size_t>> starts_of;                    // rule (starts_at_trigger) -> trigger starts
   };
   thread_local Scratch scratch[2];
   Scratch& sc = scratch[decoded ? 1 : 0];
-  std::vector<std::pair<size_t, size_t>>& blocks = sc.blocks;
-  std::vector<std::vector<size_t>>& ranges_of = sc.ranges_of;
-  std::vector<size_t>& last = sc.last;
-  blocks.clear();
-  std::vector<std::vector<size_t>>& starts_of = sc.starts_of;
-  if (ranges_of.size() < rules_.size()) ranges_of.resize(rules_.size());
+  auto& lines_of = sc.lines_of;
+  auto& starts_of = sc.starts_of;
+  if (lines_of.size() < rules_.size()) lines_of.resize(rules_.size());
   if (starts_of.size() < rules_.size()) starts_of.resize(rules_.size());
   for (size_t r = 0; r < rules_.size(); ++r) {
-    ranges_of[r].clear();
+    lines_of[r].clear();
     starts_of[r].clear();
   }
-  last.assign(rules_.size(), SIZE_MAX);
-  for (size_t b = 0; b < end;) {
-    size_t e = std::min(end, b + kBlock);
-    if (e < end) {  // end blocks at a line end, so single-line rules see whole lines
-      size_t nl = text.find('\n', e);
-      e = nl == std::string_view::npos ? end : nl + 1;
-    }
-    blocks.emplace_back(b, e);
-    b = e;
-  }
-  if (blocks.empty()) return;
-  size_t block = 0;
-  auto block_of = [&](size_t start) {
-    // Triggers come almost in order: step to the block, don't search for it.
-    while (start >= blocks[block].second && block + 1 < blocks.size()) ++block;
-    while (start < blocks[block].first) --block;
-    return block;
+  const bool at_starts_ok = use_candidates_;
+  auto known = [&](size_t r, size_t start) {  // the rule already runs over the line at `start`
+    if (multiline_of_[r]) return !lines_of[r].empty();
+    const auto& lines = lines_of[r];
+    return !lines.empty() && start >= lines.back().first && start < lines.back().second;
   };
-  // A multiline rule counts as enabled in block 0 (it runs over the whole text).
-  auto slot = [&](size_t r, size_t start) { return rules_[r].multiline ? 0 : block_of(start); };
-  auto at_starts = [&](size_t r) { return use_candidates_ && rules_[r].starts_at_trigger; };
   gate_.Scan(
       text,
       [&](int id, size_t start) {
         for (size_t r : trigger_rules_[static_cast<size_t>(id)])
-          if (at_starts(r) || last[r] != slot(r, start)) return true;
+          if ((at_starts_ok && starts_at_[r]) || !known(r, start)) return true;
         return false;
       },
       [&](int id, size_t start) {
         for (size_t r : trigger_rules_[static_cast<size_t>(id)]) {
-          if (at_starts(r)) {
+          if (at_starts_ok && starts_at_[r]) {
             starts_of[r].push_back(start);
             continue;
           }
-          size_t b = slot(r, start);
-          if (last[r] != b) {
-            last[r] = b;
-            ranges_of[r].push_back(b);
+          if (known(r, start)) continue;
+          auto& lines = lines_of[r];
+          if (multiline_of_[r]) {  // the whole text
+            lines.emplace_back(0, end);
+            continue;
           }
+          // The line the trigger starts on: single-line rules see whole lines.
+          const void* nl_before = start > 0 ? memrchr(text.data(), '\n', start) : nullptr;
+          size_t b = nl_before ? static_cast<size_t>(static_cast<const char*>(nl_before) - text.data()) + 1 : 0;
+          size_t nl = text.find('\n', start);
+          size_t e = nl == std::string_view::npos ? end : nl + 1;
+          if (!lines.empty() && b == lines.back().second) lines.back().second = e;  // the next line: one run
+          else lines.emplace_back(b, e);
         }
       });
   // In text decoded from base64 only secrets count (ExpandBase64): identifier rules are skipped there.
   auto skip = [&](size_t r) { return decoded && rules_[r].kind != Kind::kSecret; };
-  auto run_at_starts = [&](size_t r) {
-    std::vector<size_t>& at = starts_of[r];
-    if (at.empty()) return;
-    if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
-    at.erase(std::unique(at.begin(), at.end()), at.end());
-    RunRule(r, text, 0, end, out, decoded, &at);
-  };
-  for (size_t r = 0; r < rules_.size(); ++r) {
-    if (!rules_[r].multiline || skip(r)) continue;
-    if (always_[r] || (!at_starts(r) && !ranges_of[r].empty())) RunRule(r, text, 0, end, out, decoded);
-    else if (at_starts(r)) run_at_starts(r);
-  }
-  for (size_t r = 0; r < rules_.size(); ++r) {
-    if (rules_[r].multiline || skip(r)) continue;
+  auto run = [&](size_t r) {
     if (always_[r]) {  // no trigger: one run over the whole text
       RunRule(r, text, 0, end, out, decoded);
-      continue;
+    } else if (at_starts_ok && starts_at_[r]) {
+      std::vector<size_t>& at = starts_of[r];
+      if (at.empty()) return;
+      if (!std::is_sorted(at.begin(), at.end())) std::sort(at.begin(), at.end());
+      at.erase(std::unique(at.begin(), at.end()), at.end());
+      RunRule(r, text, 0, end, out, decoded, &at);
+    } else {
+      auto& lines = lines_of[r];
+      if (!std::is_sorted(lines.begin(), lines.end())) {  // a trigger anchored past its line's end, seen late
+        std::sort(lines.begin(), lines.end());
+        size_t k = 0;
+        for (size_t i = 1; i < lines.size(); ++i) {
+          if (lines[i].first <= lines[k].second) lines[k].second = std::max(lines[k].second, lines[i].second);
+          else lines[++k] = lines[i];
+        }
+        lines.resize(k + 1);
+      }
+      for (const auto& [b, e] : lines) RunRule(r, text, b, e, out, decoded);
     }
-    if (at_starts(r)) {
-      run_at_starts(r);
-      continue;
-    }
-    std::vector<size_t>& idx = ranges_of[r];
-    if (!std::is_sorted(idx.begin(), idx.end())) {  // a trigger anchored past a block end, seen late
-      std::sort(idx.begin(), idx.end());
-      idx.erase(std::unique(idx.begin(), idx.end()), idx.end());
-    }
-    for (size_t i = 0; i < idx.size();) {
-      size_t j = i;
-      while (j + 1 < idx.size() && idx[j + 1] == idx[j] + 1) ++j;
-      RunRule(r, text, blocks[idx[i]].first, blocks[idx[j]].second, out, decoded);
-      i = j + 1;
-    }
-  }
+  };
+  for (size_t r = 0; r < rules_.size(); ++r)
+    if (multiline_of_[r] && !skip(r)) run(r);
+  for (size_t r = 0; r < rules_.size(); ++r)
+    if (!multiline_of_[r] && !skip(r)) run(r);
 }
 
 void RuleEngine::Find(std::string_view text, std::vector<Span>* out) const { FindAll(text, out, false); }
