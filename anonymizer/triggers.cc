@@ -34,8 +34,7 @@ double Weight(unsigned char c) {
 
 double Weight(const std::bitset<256>& set) {
   double w = 0;
-  for (int c = 0; c < 256; ++c)
-    if (set[static_cast<size_t>(c)]) w += Weight(static_cast<unsigned char>(c));
+  for (size_t c = set._Find_first(); c < 256; c = set._Find_next(c)) w += Weight(static_cast<unsigned char>(c));
   return w;
 }
 
@@ -49,21 +48,21 @@ int Class(unsigned char c) {
 // they are of one kind (digits follow digits, letters letters), and more again
 // for the commonest English letter pairs.
 double PairWeight(const std::bitset<256>& a, const std::bitset<256>& b) {
-  static const std::string_view kCommon[] = {"th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es",
-                                             "or", "te", "of", "ed", "is", "it", "al", "ar", "st", "to", "nt", "ng",
-                                             "se", "ha", "as", "ou", "io", "le", "ve", "co", "me", "de", "hi", "ri",
-                                             "ro", "ic", "ne", "ea", "ra", "ce", "li", "ch", "ll", "be", "ma", "si",
-                                             "om", "ur", "ck", "us", "ke", "fo", "fr", "pi", "ss", "ee", "oo", "ot"};
+  static const std::bitset<65536> kCommon = [] {
+    std::bitset<65536> common;
+    for (std::string_view c : {"th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te", "of",
+                               "ed", "is", "it", "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou", "io", "le",
+                               "ve", "co", "me", "de", "hi", "ri", "ro", "ic", "ne", "ea", "ra", "ce", "li", "ch", "ll",
+                               "be", "ma", "si", "om", "ur", "ck", "us", "ke", "fo", "fr", "pi", "ss", "ee", "oo", "ot"})
+      common.set(static_cast<unsigned char>(c[0]) << 8 | static_cast<unsigned char>(c[1]));
+    return common;
+  }();
   double w = 0;
-  for (int x = 0; x < 256; ++x) {
-    if (!a[static_cast<size_t>(x)]) continue;
-    for (int y = 0; y < 256; ++y) {
-      if (!b[static_cast<size_t>(y)]) continue;
+  for (size_t x = a._Find_first(); x < 256; x = a._Find_next(x)) {
+    for (size_t y = b._Find_first(); y < 256; y = b._Find_next(y)) {
       auto cx = static_cast<unsigned char>(x), cy = static_cast<unsigned char>(y);
       double p = Weight(cx) * Weight(cy) * (Class(cx) == Class(cy) && Class(cx) < 2 ? 3.0 : 0.3);
-      char pair[2] = {static_cast<char>(cx | 0x20), static_cast<char>(cy | 0x20)};
-      for (std::string_view c : kCommon)
-        if (c == std::string_view(pair, 2)) p *= 5;
+      if (kCommon[static_cast<unsigned char>(cx | 0x20) << 8 | static_cast<unsigned char>(cy | 0x20)]) p *= 5;
       w += p;
     }
   }
@@ -199,11 +198,9 @@ void TriggerGate::Finish() {
     }
     const std::bitset<256>& a = f.bytes[f.anchor];
     const std::bitset<256>& b = f.anchor + 1 < f.bytes.size() ? f.bytes[f.anchor + 1] : any;
-    for (int x = 0; x < 256; ++x) {
-      if (!a[static_cast<size_t>(x)]) continue;
-      for (int y = 0; y < 256; ++y)
-        if (b[static_cast<size_t>(y)]) entries.emplace_back(static_cast<uint16_t>(x | y << 8), static_cast<uint16_t>(i));
-    }
+    for (size_t x = a._Find_first(); x < 256; x = a._Find_next(x))
+      for (size_t y = b._Find_first(); y < 256; y = b._Find_next(y))
+        entries.emplace_back(static_cast<uint16_t>(x | y << 8), static_cast<uint16_t>(i));
   }
   std::sort(entries.begin(), entries.end());
   entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
