@@ -1,5 +1,7 @@
 #include "anonymizer/triggers.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cstring>
 #include <string_view>
@@ -120,7 +122,46 @@ std::bitset<256> Fold(std::bitset<256> set) {
   return set;
 }
 
+// Every position in [0, n - 1) where one of the k pairs is, 64 at a time
+// (then the positions before n - 1 the vectors did not reach), ascending.
+__attribute__((target("avx512f,avx512bw"))) void FewAvx512(const uint16_t* pairs, size_t k, const unsigned char* d,
+                                                             size_t n, std::vector<uint32_t>* at) {
+  __m512i first[24], second[24];
+  for (size_t j = 0; j < k; ++j) {
+    first[j] = _mm512_set1_epi8(static_cast<char>(pairs[j] & 0xFF));
+    second[j] = _mm512_set1_epi8(static_cast<char>(pairs[j] >> 8));
+  }
+  size_t i = 0;
+  for (; i + 65 <= n; i += 64) {
+    __m512i a = _mm512_loadu_si512(d + i), b = _mm512_loadu_si512(d + i + 1);
+    __mmask64 m = 0;
+    for (size_t j = 0; j < k; ++j) m |= _mm512_cmpeq_epi8_mask(a, first[j]) & _mm512_cmpeq_epi8_mask(b, second[j]);
+    for (; m != 0; m &= m - 1) at->push_back(static_cast<uint32_t>(i + static_cast<size_t>(__builtin_ctzll(m))));
+  }
+  for (; i + 1 < n; ++i)
+    for (size_t j = 0; j < k; ++j)
+      if (d[i] == (pairs[j] & 0xFF) && d[i + 1] == (pairs[j] >> 8)) {
+        at->push_back(static_cast<uint32_t>(i));
+        break;
+      }
+}
+
+const bool kHaveAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+
 }  // namespace
+
+bool TriggerGate::use_vectors_ = true;
+
+void TriggerGate::UseVectors(bool use) { use_vectors_ = use; }
+
+bool TriggerGate::FewAnchors(const unsigned char* d, size_t n, std::vector<uint32_t>* at) const {
+  if (few_.empty() || !kHaveAvx512 || !use_vectors_) return false;
+  at->clear();
+  FewAvx512(few_.data(), few_.size(), d, n, at);
+  // The last byte pairs with the 0 that stands for the byte after the text.
+  if (n > 0 && (pairs_[d[n - 1] >> 6] >> (d[n - 1] & 63) & 1)) at->push_back(static_cast<uint32_t>(n - 1));
+  return true;
+}
 
 int TriggerGate::Add(const Trigger& trigger, std::string* error) {
   for (size_t i = 0; i < added_.size(); ++i)  // one trigger several rules share is scanned for once
@@ -211,6 +252,12 @@ void TriggerGate::Finish() {
     ++first_[Bucket(pair) + 1];
   }
   for (size_t h = 1; h < first_.size(); ++h) first_[h] += first_[h - 1];
+  few_.clear();
+  for (const auto& e : entries)
+    if (few_.empty() || few_.back() != e.first) few_.push_back(e.first);
+  // Only anchors whose two bytes are real: a one-byte form's pair (its byte, any
+  // byte) would make 256 pairs, beyond kFew anyway.
+  if (few_.size() > kFew) few_.clear();
   entries_.assign(entries.size(), {});
   std::vector<uint32_t> fill(first_.begin(), first_.end() - 1);
   for (const auto& e : entries) entries_[fill[Bucket(e.first)]++] = e;  // pairs ascending, forms ascending within

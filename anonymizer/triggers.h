@@ -67,6 +67,9 @@ class TriggerGate {
   template <class Want, class Hit>
   void Scan(std::string_view text, Want&& want, Hit&& hit) const;
   size_t size() const { return ids_; }
+  // Whether Scan may use AVX-512 when the CPU has it (a test turns it off, to
+  // hold the plain scan to the same occurrences on this machine too).
+  static void UseVectors(bool use);
 
  private:
   struct Form {
@@ -77,6 +80,10 @@ class TriggerGate {
     size_t anchor = 0;  // the pair bytes[anchor], bytes[anchor + 1] (or bytes[0] and any byte)
   };
   static bool MatchesAt(const Form& f, std::string_view text, long start);
+  // FewAnchors: with few anchor pairs (a dictionary's) and AVX-512, every position
+  // of the text where one of them is, compared 64 positions at a time, into *at.
+  // False when that path does not apply (the bitmap scan runs instead).
+  bool FewAnchors(const unsigned char* d, size_t n, std::vector<uint32_t>* at) const;
   template <class Want, class Hit>
   void At(std::string_view text, size_t i, unsigned pair, Want& want, Hit& hit) const;
 
@@ -91,6 +98,9 @@ class TriggerGate {
   std::vector<uint32_t> first_;
   std::vector<std::pair<uint16_t, uint16_t>> entries_;
   std::vector<uint16_t> line_starts_;   // forms to try at the start of the text
+  static constexpr size_t kFew = 24;
+  static bool use_vectors_;
+  std::vector<uint16_t> few_;           // the distinct anchor pairs, when there are kFew or fewer
 };
 
 template <class Want, class Hit>
@@ -112,6 +122,11 @@ void TriggerGate::Scan(std::string_view text, Want&& want, Hit&& hit) const {
     if (want(forms_[i].id, size_t{0}) && MatchesAt(forms_[i], text, -1)) hit(forms_[i].id, size_t{0});
   const auto* d = reinterpret_cast<const unsigned char*>(text.data());
   const size_t n = text.size();
+  thread_local std::vector<uint32_t> at;
+  if (n < UINT32_MAX && FewAnchors(d, n, &at)) {
+    for (uint32_t i : at) At(text, i, static_cast<unsigned>(d[i] | (i + 1 < n ? d[i + 1] : 0) << 8), want, hit);
+    return;
+  }
   size_t i = 0;
   for (; i + 1 < n; ++i) {
     uint16_t pair;
