@@ -263,16 +263,4 @@ void TriggerGate::Finish() {
   for (const auto& e : entries) entries_[fill[Bucket(e.first)]++] = e;  // pairs ascending, forms ascending within
 }
 
-bool TriggerGate::MatchesAt(const Form& f, std::string_view text, long start) {
-  const long n = static_cast<long>(text.size());
-  if (start + static_cast<long>(f.bytes.size()) > n) return false;
-  for (size_t k = 0; k < f.bytes.size(); ++k) {
-    long p = start + static_cast<long>(k);
-    // Before the text is a line start.
-    unsigned char c = p < 0 ? '\n' : static_cast<unsigned char>(text[static_cast<size_t>(p)]);
-    if (p < -1 || (p < 0 && !f.line_start) || !f.bytes[k][c]) return false;
-  }
-  return !f.test || f.test(text, static_cast<size_t>(start + (f.line_start ? 1 : 0)));
-}
-
 }  // namespace warden::anonymizer

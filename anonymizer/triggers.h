@@ -103,6 +103,23 @@ class TriggerGate {
   std::vector<uint16_t> few_;           // the distinct anchor pairs, when there are kFew or fewer
 };
 
+// Inline: it runs at every anchor pair the scan meets.
+inline bool TriggerGate::MatchesAt(const Form& f, std::string_view text, long start) {
+  const long n = static_cast<long>(text.size());
+  const size_t len = f.bytes.size();
+  if (start < -1 || start + static_cast<long>(len) > n || (start < 0 && !f.line_start)) return false;
+  const std::bitset<256>* bytes = f.bytes.data();
+  // The anchor pair is known to match: the bytes after it first (they differ most).
+  for (size_t k = f.anchor + 2; k < len; ++k)
+    if (!bytes[k][static_cast<unsigned char>(text[static_cast<size_t>(start + static_cast<long>(k))])]) return false;
+  for (size_t k = 0; k < f.anchor; ++k) {
+    long p = start + static_cast<long>(k);
+    unsigned char c = p < 0 ? '\n' : static_cast<unsigned char>(text[static_cast<size_t>(p)]);  // before the text: a line start
+    if (!bytes[k][c]) return false;
+  }
+  return !f.test || f.test(text, static_cast<size_t>(start + (f.line_start ? 1 : 0)));
+}
+
 template <class Want, class Hit>
 void TriggerGate::At(std::string_view text, size_t i, unsigned pair, Want& want, Hit& hit) const {
   const unsigned h = Bucket(pair);
