@@ -40,15 +40,28 @@ double Weight(const std::bitset<256>& set) {
   return w;
 }
 
-int Class(unsigned char c) {
-  if (c >= '0' && c <= '9') return 0;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return 1;
-  return 2;
+// Byte kinds, and how much more (or less) often a kind follows another in tool
+// output than their frequencies alone say (measured on the corpus): digits
+// follow digits, words end in blanks, '\n' starts a blank or a capital.
+enum Kind { kDigit, kLower, kUpper, kBlank, kNewline, kOther };
+int KindOf(unsigned char c) {
+  if (c >= '0' && c <= '9') return kDigit;
+  if (c >= 'a' && c <= 'z') return kLower;
+  if (c >= 'A' && c <= 'Z') return kUpper;
+  if (c == ' ' || c == '\t') return kBlank;
+  if (c == '\n') return kNewline;
+  return kOther;
 }
+constexpr double kFollows[6][6] = {
+    // next: digit lower upper blank newline other
+    {3.01, 0.41, 0.70, 0.59, 1.07, 1.30},  // after a digit
+    {0.44, 1.62, 0.62, 0.40, 0.64, 0.72},  // after a lower-case letter
+    {0.71, 0.72, 3.06, 0.22, 0.48, 0.46},  // after an upper-case letter
+    {0.50, 0.48, 0.44, 4.40, 0.01, 1.07},  // after a blank
+    {0.58, 0.49, 1.13, 2.54, 3.92, 1.17},  // after a newline
+    {1.34, 0.59, 0.49, 1.15, 3.04, 2.05},  // after anything else
+};
 
-// How common the byte pair (a, b) is: the bytes' weights, times more when
-// they are of one kind (digits follow digits, letters letters), and more again
-// for the commonest English letter pairs.
 double PairWeight(const std::bitset<256>& a, const std::bitset<256>& b) {
   static const std::bitset<65536> kCommon = [] {
     std::bitset<65536> common;
@@ -63,7 +76,7 @@ double PairWeight(const std::bitset<256>& a, const std::bitset<256>& b) {
   for (size_t x = a._Find_first(); x < 256; x = a._Find_next(x)) {
     for (size_t y = b._Find_first(); y < 256; y = b._Find_next(y)) {
       auto cx = static_cast<unsigned char>(x), cy = static_cast<unsigned char>(y);
-      double p = Weight(cx) * Weight(cy) * (Class(cx) == Class(cy) && Class(cx) < 2 ? 3.0 : 0.3);
+      double p = Weight(cx) * Weight(cy) * kFollows[KindOf(cx)][KindOf(cy)];
       if (kCommon[static_cast<unsigned char>(cx | 0x20) << 8 | static_cast<unsigned char>(cy | 0x20)]) p *= 5;
       w += p;
     }
