@@ -66,7 +66,6 @@ class TriggerGate {
   // (the caller knows it already).
   template <class Want, class Hit>
   void Scan(std::string_view text, Want&& want, Hit&& hit) const;
-  size_t size() const { return ids_; }
   // Whether Scan may use AVX-512 when the CPU has it (a test turns it off, to
   // hold the plain scan to the same occurrences on this machine too).
   static void UseVectors(bool use);
@@ -147,18 +146,20 @@ void TriggerGate::Scan(std::string_view text, Want&& want, Hit&& hit) const {
   // A chunk of positions at a time: the anchors are written down without a
   // branch (one in twelve positions is one, too many to predict), then handled.
   constexpr size_t kChunk = 4096;
-  thread_local std::vector<uint32_t> anchors(kChunk);
-  for (size_t c = 0; c + 1 < n && n < UINT32_MAX; c += kChunk) {
+  uint16_t out[kChunk];  // offsets in the chunk
+  for (size_t c = 0; c + 1 < n; c += kChunk) {
     const size_t e = std::min(n - 1, c + kChunk);
-    uint32_t* out = anchors.data();
     size_t k = 0;
     for (size_t i = c; i < e; ++i) {
       uint16_t pair;
       std::memcpy(&pair, d + i, 2);  // d[i] | d[i + 1] << 8 on little-endian x86
-      out[k] = static_cast<uint32_t>(i);
+      out[k] = static_cast<uint16_t>(i - c);
       k += pairs_[pair >> 6] >> (pair & 63) & 1;
     }
-    for (size_t j = 0; j < k; ++j) At(text, out[j], static_cast<unsigned>(d[out[j]] | d[out[j] + 1] << 8), want, hit);
+    for (size_t j = 0; j < k; ++j) {
+      size_t i = c + out[j];
+      At(text, i, static_cast<unsigned>(d[i] | d[i + 1] << 8), want, hit);
+    }
   }
   if (n > 0 && (pairs_[d[n - 1] >> 6] >> (d[n - 1] & 63) & 1)) At(text, n - 1, d[n - 1], want, hit);  // 0 stands for the next byte
 }
