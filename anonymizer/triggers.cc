@@ -159,7 +159,13 @@ __attribute__((target("avx512f,avx512bw"))) void FewAvx512(const uint16_t* pairs
       }
 }
 
-const bool kHaveAvx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+bool HaveAvx512() {
+  static const bool have = [] {
+    __builtin_cpu_init();  // may run before libgcc's own constructor has
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  }();
+  return have;
+}
 
 }  // namespace
 
@@ -168,7 +174,7 @@ bool TriggerGate::use_vectors_ = true;
 void TriggerGate::UseVectors(bool use) { use_vectors_ = use; }
 
 bool TriggerGate::FewAnchors(const unsigned char* d, size_t n, std::vector<uint32_t>* at) const {
-  if (few_.empty() || !kHaveAvx512 || !use_vectors_) return false;
+  if (few_.empty() || !use_vectors_ || !HaveAvx512()) return false;
   at->clear();
   FewAvx512(few_.data(), few_.size(), d, n, at);
   // The last byte pairs with the 0 that stands for the byte after the text.
