@@ -58,7 +58,7 @@ struct Rule {
   AnchoredMatch anchored = nullptr;
   // Every match starts where one of the rule's triggers begins ("AKIA...",
   // "sshpass -p ..."): the pattern runs anchored at the triggers the scan
-  // found, not over the blocks around them.
+  // found, not over the lines around them.
   bool starts_at_trigger = false;
 };
 

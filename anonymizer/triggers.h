@@ -4,7 +4,7 @@
 // bytes or byte classes ("sk-", "gh[pousr]_", "[0-9]:AA"), optionally at a
 // line start ("^Name:"), matched as written or with ASCII case folded, and
 // optionally a further test of the text around it. The engine runs a rule only
-// on the blocks where one of its triggers occurs, so a trigger must occur
+// on the lines where one of its triggers occurs, so a trigger must occur
 // wherever its rule finds something; one that occurs elsewhere costs time only.
 // tests/unit/anonymizer_candidates_test.cc holds every rule's triggers to that.
 //

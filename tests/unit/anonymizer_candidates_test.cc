@@ -138,7 +138,7 @@ std::string Hex(size_t n) {
   return s;
 }
 
-TEST_CASE("a rule finds nothing outside the blocks its triggers open") {
+TEST_CASE("a rule finds nothing outside the lines its triggers open") {
   // Each rule alone, gated by its triggers and run everywhere: the same findings.
   // Lines for the rules that the corpus holds few of, at a text start too.
   std::vector<std::string> samples = Samples();
