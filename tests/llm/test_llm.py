@@ -105,6 +105,15 @@ class LlmTest(WardenTest):
         status, error, details = rows[0]
         return status, error or "", json.loads(details or "{}")
 
+    def assert_withheld(self, r, w, *raw):
+        """The call failed, nothing raw reached the client, and the audit row says withheld:
+        its error column and its layer-2 details, returned."""
+        self.assertTrue(r["result"]["isError"])
+        self.assert_nothing_raw(w, *raw)
+        status, error, details = self.row(w, "git")
+        self.assertEqual(status, "withheld")
+        return error, details["layer2"]
+
 
 class Layer2Test(LlmTest):
     def check_correct(self, api):
@@ -180,14 +189,11 @@ class Layer2Test(LlmTest):
         m = self.model()
         w = self.warden(m, timeout=timeout, script=script)
         r = self.show(w)
-        self.assertTrue(r["result"]["isError"])
+        error, layer2 = self.assert_withheld(r, w, PERSON, CUSTOMER, "payment failed")
         text = text_of(r)
         self.assertIn("failed closed", text)
         self.assertIn("layer 2", text)
-        self.assert_nothing_raw(w, PERSON, CUSTOMER, "payment failed")
-        status, error, details = self.row(w, "git")
-        self.assertEqual(status, "withheld")
-        self.assertIn(expect_in_error, details["layer2"]["error"])
+        self.assertIn(expect_in_error, layer2["error"])
         self.assertIn(expect_in_error, error)
         return w
 
@@ -207,12 +213,8 @@ class Layer2Test(LlmTest):
         m = self.model()
         w = self.warden(m)
         m.stop()
-        r = self.show(w)
-        self.assertTrue(r["result"]["isError"])
-        self.assert_nothing_raw(w, PERSON)
-        status, _, details = self.row(w, "git")
-        self.assertEqual(status, "withheld")
-        self.assertIn("cannot reach", details["layer2"]["error"])
+        _, layer2 = self.assert_withheld(self.show(w), w, PERSON)
+        self.assertIn("cannot reach", layer2["error"])
 
     def tls_model(self):
         """The model on https with a fresh self-signed certificate, and that certificate's SHA-256."""
@@ -236,13 +238,9 @@ class Layer2Test(LlmTest):
         m, pin = self.tls_model()
         wrong = "00" * 32
         w = self.warden(m, scheme="https", extra=f"  tls_server_cert_sha256: {wrong}\n")
-        r = self.show(w)
-        self.assertTrue(r["result"]["isError"])
-        self.assert_nothing_raw(w, PERSON)
-        status, _, details = self.row(w, "git")
-        self.assertEqual(status, "withheld")
-        self.assertIn("not the pinned one", details["layer2"]["error"])
-        self.assertIn(pin.replace(":", "").lower(), details["layer2"]["error"])
+        _, layer2 = self.assert_withheld(self.show(w), w, PERSON)
+        self.assertIn("not the pinned one", layer2["error"])
+        self.assertIn(pin.replace(":", "").lower(), layer2["error"])
         self.assertEqual(m.requests(), [])  # the handshake stopped it: nothing was sent
 
     def test_regex_only_is_explicit_and_audited(self):
@@ -260,12 +258,8 @@ class Layer2Test(LlmTest):
     def test_injection_echo_opens_the_breaker(self):
         m = self.model()
         w = self.warden(m, script={"mode": "injection"})
-        r = self.show(w)
-        self.assertTrue(r["result"]["isError"])
-        self.assert_nothing_raw(w, PERSON)
-        status, _, details = self.row(w, "git")
-        self.assertEqual(status, "withheld")
-        self.assertIn("instruction-like", details["layer2"]["breaker_opened"])
+        _, layer2 = self.assert_withheld(self.show(w), w, PERSON)
+        self.assertIn("instruction-like", layer2["breaker_opened"])
         # Open: even a well-behaved model is not asked again until restart.
         m.script({"mode": "correct", "spans": SPANS})
         n = len(m.requests())
