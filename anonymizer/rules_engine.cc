@@ -9,14 +9,12 @@
 namespace warden::anonymizer {
 namespace {
 
-RE2::Options Re2Options(bool case_insensitive = false) {
+RE2::Options Re2Options() {
   RE2::Options o;
   o.set_log_errors(false);
   o.set_max_mem(64 << 20);
-  o.set_case_sensitive(!case_insensitive);
   return o;
 }
-
 
 }  // namespace
 
