@@ -135,11 +135,15 @@ std::bitset<256> Fold(std::bitset<256> set) {
   return set;
 }
 
+// With this many anchor pairs or fewer (a learned dictionary's), FewAvx512
+// compares each of them, 64 positions a turn.
+constexpr size_t kFewPairs = 24;
+
 // Every position in [0, n - 1) where one of the k pairs is, 64 at a time
 // (then the positions before n - 1 the vectors did not reach), ascending.
 __attribute__((target("avx512f,avx512bw"))) void FewAvx512(const uint16_t* pairs, size_t k, const unsigned char* d,
                                                              size_t n, std::vector<uint32_t>* at) {
-  __m512i first[24], second[24];
+  __m512i first[kFewPairs], second[kFewPairs];
   for (size_t j = 0; j < k; ++j) {
     first[j] = _mm512_set1_epi8(static_cast<char>(pairs[j] & 0xFF));
     second[j] = _mm512_set1_epi8(static_cast<char>(pairs[j] >> 8));
@@ -183,10 +187,8 @@ bool TriggerGate::FewAnchors(const unsigned char* d, size_t n, std::vector<uint3
 }
 
 int TriggerGate::Add(const Trigger& trigger, std::string* error) {
-  for (size_t i = 0; i < added_.size(); ++i)  // one trigger several rules share is scanned for once
-    if (added_[i].pattern == trigger.pattern && added_[i].fold == trigger.fold && added_[i].test == trigger.test &&
-        added_[i].literal == trigger.literal)
-      return static_cast<int>(i);
+  const auto key = std::make_tuple(trigger.pattern, trigger.literal, trigger.fold, trigger.test);
+  if (auto it = ids_of_.find(key); it != ids_of_.end()) return it->second;  // shared by several rules: scanned once
   bool line_start = false;
   std::vector<std::bitset<256>> bytes;
   if (trigger.literal) {
@@ -221,7 +223,7 @@ int TriggerGate::Add(const Trigger& trigger, std::string* error) {
   }
   if (forms_.size() + forms.size() > 65535) return *error = "too many triggers", -1;
   int id = ids_++;
-  added_.push_back(trigger);
+  ids_of_.emplace(key, id);
   for (auto& f : forms) {
     Form form;
     if (line_start) {
@@ -275,8 +277,8 @@ void TriggerGate::Finish() {
   for (const auto& e : entries)
     if (few_.empty() || few_.back() != e.first) few_.push_back(e.first);
   // Only anchors whose two bytes are real: a one-byte form's pair (its byte, any
-  // byte) would make 256 pairs, beyond kFew anyway.
-  if (few_.size() > kFew) few_.clear();
+  // byte) would make 256 pairs, beyond kFewPairs anyway.
+  if (few_.size() > kFewPairs) few_.clear();
   entries_.assign(entries.size(), {});
   std::vector<uint32_t> fill(first_.begin(), first_.end() - 1);
   for (const auto& e : entries) entries_[fill[Bucket(e.first)]++] = e;  // pairs ascending, forms ascending within

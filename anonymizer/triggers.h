@@ -19,8 +19,10 @@
 #include <bitset>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <vector>
 
 namespace warden::anonymizer {
@@ -88,7 +90,8 @@ class TriggerGate {
 
   std::vector<Form> forms_;
   int ids_ = 0;
-  std::vector<Trigger> added_;  // by id
+  // Each trigger added once: (pattern, literal, fold, test) -> id.
+  std::map<std::tuple<std::string, bool, bool, TriggerTest>, int> ids_of_;
   static constexpr unsigned kBuckets = 4096;
   static unsigned Bucket(unsigned pair) { return (pair * 40503u >> 4) & (kBuckets - 1); }
   std::array<uint64_t, 1024> pairs_{};  // bit (a | b << 8): some form is anchored on the pair (a, b)
@@ -97,9 +100,8 @@ class TriggerGate {
   std::vector<uint32_t> first_;
   std::vector<std::pair<uint16_t, uint16_t>> entries_;
   std::vector<uint16_t> line_starts_;   // forms to try at the start of the text
-  static constexpr size_t kFew = 24;
   static bool use_vectors_;
-  std::vector<uint16_t> few_;           // the distinct anchor pairs, when there are kFew or fewer
+  std::vector<uint16_t> few_;           // the distinct anchor pairs, when there are few (kFewPairs in triggers.cc)
 };
 
 // Inline: it runs at every anchor pair the scan meets.
