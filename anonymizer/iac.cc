@@ -64,6 +64,7 @@ class DictionarySource final : public SpanSource {
       if (category_.count(t)) continue;
       category_[t] = InternName(category);
       order_.push_back(t);
+      order_category_.push_back(category_[t]);
     }
     for (const std::string& t : order_) {
       std::string error;
@@ -85,7 +86,8 @@ class DictionarySource final : public SpanSource {
       re2::StringPiece input(text.data(), text.size()), m;
       size_t pos = 0;
       while (pos < text.size() && re_->Match(input, pos, text.size(), RE2::UNANCHORED, &m, 1))
-        pos = Accept(text, static_cast<size_t>(m.data() - input.data()), m.size(), out);
+        pos = Accept(text, static_cast<size_t>(m.data() - input.data()), m.size(),
+                     category_.find(std::string_view(m.data(), m.size()))->second, out);
       return;
     }
     thread_local std::vector<std::pair<size_t, int>> at;  // (start, term): term ids are order_'s indexes
@@ -95,22 +97,24 @@ class DictionarySource final : public SpanSource {
     std::sort(at.begin(), at.end());  // by start, then the longer term
     size_t pos = 0;
     for (const auto& [b, id] : at)
-      if (b >= pos) pos = Accept(text, b, order_[static_cast<size_t>(id)].size(), out);
+      if (b >= pos)
+        pos = Accept(text, b, order_[static_cast<size_t>(id)].size(), order_category_[static_cast<size_t>(id)], out);
   }
 
  private:
-  // Accept reports a whole-word occurrence at [b, b+n) and says where to search next.
-  size_t Accept(std::string_view text, size_t b, size_t n, std::vector<Span>* out) const {
+  // Accept reports a whole-word occurrence of a term of `category` at [b, b+n) and says where to search next.
+  size_t Accept(std::string_view text, size_t b, size_t n, std::string_view category, std::vector<Span>* out) const {
     size_t e = b + n;
     // Whole words; '-' and '.' end a word, so "pro-dev" is found in "pro-dev-profile".
     bool left = b == 0 || !IsWordByte(text[b - 1]);
     bool right = e >= text.size() || !IsWordByte(text[e]);
     if (!left || !right) return b + 1;
-    out->push_back({b, e, Kind::kIdentifier, category_.find(text.substr(b, n))->second, "dictionary", 0});
+    out->push_back({b, e, Kind::kIdentifier, category, "dictionary", 0});
     return e > b ? e : e + 1;
   }
 
   std::vector<std::string> order_;  // the terms in alternation order: longest first
+  std::vector<std::string_view> order_category_;  // their interned categories (the gate's ids are order_'s indexes)
   TriggerGate gate_;
   std::map<std::string, std::string_view, std::less<>> category_;  // term -> interned category
   std::unique_ptr<RE2> re_;
