@@ -21,8 +21,8 @@
 namespace warden::anonymizer {
 namespace {
 
-bool IsTokenByte(char c) { return IsWordByte(c) || c == '-' || c == '+' || c == '/' || c == '='; }
-bool IsHostByte(char c) { return IsWordByte(c) || c == '-' || c == '.'; }
+bool IsTokenByte(char c) { return byte_class::Is(c, byte_class::kToken); }
+bool IsHostByte(char c) { return byte_class::Is(c, byte_class::kHost); }
 
 // ---------------------------------------------------------------- checks
 
@@ -483,9 +483,9 @@ bool Entropic(std::string_view t, size_t* b, size_t* e) {
 // Where a match of a rule without a literal prefix can start (see Candidates
 // in rules.h). Each is a superset of the real starts; the pattern decides.
 
-bool IsDigitByte(char c) { return c >= '0' && c <= '9'; }
-bool IsHexByte(char c) { return IsDigitByte(c) || (static_cast<unsigned char>(c | 0x20) >= 'a' && static_cast<unsigned char>(c | 0x20) <= 'f'); }
-bool IsAlnumByte(char c) { return IsDigitByte(c) || (static_cast<unsigned char>(c | 0x20) >= 'a' && static_cast<unsigned char>(c | 0x20) <= 'z'); }
+bool IsDigitByte(char c) { return byte_class::Is(c, byte_class::kDigit); }
+bool IsHexByte(char c) { return byte_class::Is(c, byte_class::kHex); }
+bool IsAlnumByte(char c) { return byte_class::Is(c, byte_class::kAlnum); }
 
 size_t FindByte(std::string_view t, char c, size_t pos, size_t end) {
   const void* p = std::memchr(t.data() + pos, c, end - pos);
@@ -652,7 +652,7 @@ int IPv6Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me, 
 
 // email: [A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9]...: every start before one
 // '@' reads the same domain after it, so when the first fails they all do.
-bool IsEmailLocalByte(char c) { return IsAlnumByte(c) || c == '.' || c == '_' || c == '%' || c == '+' || c == '-'; }
+bool IsEmailLocalByte(char c) { return byte_class::Is(c, byte_class::kEmailLocal); }
 size_t EmailStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   for (size_t c = FindByte(t, '@', pos, end); c < end; c = FindByte(t, '@', c + 1, end)) {
     if (c + 1 >= end || !IsAlnumByte(t[c + 1])) continue;
@@ -680,7 +680,7 @@ bool UserinfoAhead(std::string_view t, size_t b) {
 
 // URL rules: [A-Za-z][A-Za-z0-9+.\-]*://...: the scheme before a "://"; as for
 // email, every start before one "://" reads the same text after it.
-bool IsSchemeByte(char c) { return IsAlnumByte(c) || c == '+' || c == '.' || c == '-'; }
+bool IsSchemeByte(char c) { return byte_class::Is(c, byte_class::kScheme); }
 size_t UrlStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   for (size_t c = FindByte(t, ':', pos, end); c < end; c = FindByte(t, ':', c + 1, end)) {
     if (c + 2 >= end || t[c + 1] != '/' || t[c + 2] != '/') continue;
@@ -750,7 +750,7 @@ size_t MacStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
 }
 
 // base64-value: [:=][ \t]*["']?[A-Za-z0-9+/_\-]{12,}: exactly where it can start.
-bool IsB64Byte(char c) { return IsAlnumByte(c) || c == '+' || c == '/' || c == '_' || c == '-'; }
+bool IsB64Byte(char c) { return byte_class::Is(c, byte_class::kBase64); }
 size_t Base64Starts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   static constexpr char kSeparators[] = {':', '='};
   for (size_t s = FindAny(t, pos, end, kSeparators); s < end; s = FindAny(t, s + 1, end, kSeparators)) {
@@ -1085,7 +1085,7 @@ bool ZoneWordAt(std::string_view t, size_t i, size_t end) {
   }
   return false;
 }
-bool IsLabelByte(char c) { return IsAlnumByte(c) || c == '-' || static_cast<unsigned char>(c) >= 0x80; }
+bool IsLabelByte(char c) { return byte_class::Is(c, byte_class::kLabel); }
 size_t InternalHostStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   for (size_t d = FindByte(t, '.', pos + 1 <= end ? pos + 1 : end, end); d < end; d = FindByte(t, '.', d + 1, end)) {
     if (!IsLabelByte(t[d - 1]) || d + 1 >= end || !ZoneWordAt(t, d + 1, end)) continue;
@@ -1107,7 +1107,7 @@ size_t InternalHostStarts(std::string_view t, size_t pos, size_t end, size_t* sk
 // key in the run does (they share the separator). Case-insensitive in RE2 means
 // Unicode folding ('k' is also U+212A, 's' U+017F): a run next to non-ASCII
 // bytes is read on over them and each position that can start a word is tried.
-bool IsKeyTailByte(char c) { return IsAlnumByte(c) || c == '_' || c == '.' || c == '-'; }
+bool IsKeyTailByte(char c) { return byte_class::Is(c, byte_class::kKeyTail); }
 bool IsKeyFirstByte(char c) {
   // p s t k c m, either case: one bit each in a word indexed by the lower-cased letter.
   constexpr uint32_t kFirst = 1u << ('p' - 'a') | 1u << ('s' - 'a') | 1u << ('t' - 'a') | 1u << ('k' - 'a') |
