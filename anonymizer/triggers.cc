@@ -192,6 +192,7 @@ int TriggerGate::Add(const Trigger& trigger, std::string* error) {
   bool line_start = false;
   std::vector<std::bitset<256>> bytes;
   if (trigger.literal) {
+    bytes.reserve(trigger.pattern.size());
     for (char c : trigger.pattern) bytes.emplace_back().set(static_cast<unsigned char>(c));
     if (bytes.empty()) return *error = "an empty trigger", -1;
   } else if (!Parse(trigger.pattern, &line_start, &bytes, error)) {
@@ -199,7 +200,8 @@ int TriggerGate::Add(const Trigger& trigger, std::string* error) {
   }
   // Forms: with case folded, every 's' or 'k' may also be RE2's other fold of
   // it, U+017F (C5 BF) or U+212A (E2 84 AA): one form per combination.
-  std::vector<std::vector<std::bitset<256>>> forms = {{}};
+  std::vector<std::vector<std::bitset<256>>> forms(1);
+  forms[0].reserve(bytes.size() + (line_start ? 1 : 0));
   for (const std::bitset<256>& set : bytes) {
     std::vector<std::vector<std::bitset<256>>> next;
     for (auto& f : forms) {
@@ -267,7 +269,12 @@ void TriggerGate::Finish() {
   std::sort(entries.begin(), entries.end());
   entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
   pairs_.fill(0);
-  first_.assign(kBuckets + 1, 0);
+  size_t distinct = 0;
+  for (size_t k = 0; k < entries.size(); ++k) distinct += k == 0 || entries[k].first != entries[k - 1].first;
+  unsigned buckets = 64;
+  while (buckets < 4096 && buckets < 2 * distinct) buckets *= 2;
+  bucket_mask_ = buckets - 1;
+  first_.assign(buckets + 1, 0);
   for (const auto& [pair, form] : entries) {
     pairs_[pair >> 6] |= uint64_t{1} << (pair & 63);
     ++first_[Bucket(pair) + 1];

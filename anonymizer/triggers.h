@@ -92,8 +92,10 @@ class TriggerGate {
   int ids_ = 0;
   // Each trigger added once: (pattern, literal, fold, test) -> id.
   std::map<std::tuple<std::string, bool, bool, TriggerTest>, int> ids_of_;
-  static constexpr unsigned kBuckets = 4096;
-  static unsigned Bucket(unsigned pair) { return (pair * 40503u >> 4) & (kBuckets - 1); }
+  // Buckets: a power of two, at least twice the distinct anchor pairs (up to 4096):
+  // a short text's dictionary is built for every call, and clears only what it uses.
+  unsigned bucket_mask_ = 0;
+  unsigned Bucket(unsigned pair) const { return (pair * 40503u >> 4) & bucket_mask_; }
   std::array<uint64_t, 1024> pairs_{};  // bit (a | b << 8): some form is anchored on the pair (a, b)
   // The forms anchored on each pair, by a hash of the pair: entries_[first_[h], first_[h + 1])
   // hold (pair, form) for every pair of hash h (a few; cheap to build for a short text's dictionary).
