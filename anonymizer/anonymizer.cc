@@ -190,42 +190,23 @@ std::vector<Span> ResolveSpans(std::vector<Span> spans) {
     order.swap(other);
     runs = std::move(merged);
   }
-  // The spans put in that order where they are (each cycle of the permutation
-  // followed once): a sorted copy would be a second array as large as `spans`,
-  // every page of it new memory on a large text.
-  std::vector<bool> placed(n);
-  for (size_t i = 0; i < n; ++i) {
-    if (placed[i] || order[i].second == i) continue;
-    Span first = std::move(spans[i]);
-    size_t j = i;
-    for (size_t from = order[j].second; from != i; j = from, from = order[j].second) {
-      spans[j] = std::move(spans[from]);
-      placed[j] = true;
-    }
-    spans[j] = std::move(first);
-    placed[j] = true;
-  }
-  // Then written back in place: a group of overlapping spans resolves to fewer
-  // spans than it has, so what is kept never passes what is still to be read.
-  std::vector<Span> cluster, resolved;
-  size_t w = 0;
+  std::vector<Span> kept;
+  kept.reserve(n);
+  std::vector<Span> cluster;
   for (size_t i = 0; i < n;) {
     size_t j = i + 1;
-    size_t end = spans[i].end;
-    for (; j < n && spans[j].begin < end; ++j) end = std::max(end, spans[j].end);
+    size_t end = spans[order[i].second].end;
+    for (; j < n && spans[order[j].second].begin < end; ++j) end = std::max(end, spans[order[j].second].end);
     if (j == i + 1) {
-      spans[w++] = std::move(spans[i]);
+      kept.push_back(spans[order[i].second]);
     } else {
-      cluster.assign(std::make_move_iterator(spans.begin() + static_cast<std::ptrdiff_t>(i)),
-                     std::make_move_iterator(spans.begin() + static_cast<std::ptrdiff_t>(j)));
-      resolved.clear();
-      ResolveCluster(&cluster, &resolved);
-      for (Span& s : resolved) spans[w++] = std::move(s);
+      cluster.clear();
+      for (size_t k = i; k < j; ++k) cluster.push_back(spans[order[k].second]);
+      ResolveCluster(&cluster, &kept);
     }
     i = j;
   }
-  spans.resize(w);
-  return spans;
+  return kept;
 }
 
 Anonymizer::Anonymizer(std::vector<std::unique_ptr<SpanSource>> sources, std::vector<std::string> keep)
