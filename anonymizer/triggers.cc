@@ -268,11 +268,12 @@ void TriggerGate::Finish() {
   }
   std::sort(entries.begin(), entries.end());
   entries.erase(std::unique(entries.begin(), entries.end()), entries.end());
+  few_.clear();  // the distinct anchor pairs (entries are sorted by pair)
+  for (const auto& e : entries)
+    if (few_.empty() || few_.back() != e.first) few_.push_back(e.first);
   pairs_.fill(0);
-  size_t distinct = 0;
-  for (size_t k = 0; k < entries.size(); ++k) distinct += k == 0 || entries[k].first != entries[k - 1].first;
   unsigned buckets = 64;
-  while (buckets < 4096 && buckets < 2 * distinct) buckets *= 2;
+  while (buckets < 4096 && buckets < 2 * few_.size()) buckets *= 2;
   bucket_mask_ = buckets - 1;
   first_.assign(buckets + 1, 0);
   for (const auto& [pair, form] : entries) {
@@ -280,9 +281,6 @@ void TriggerGate::Finish() {
     ++first_[Bucket(pair) + 1];
   }
   for (size_t h = 1; h < first_.size(); ++h) first_[h] += first_[h - 1];
-  few_.clear();
-  for (const auto& e : entries)
-    if (few_.empty() || few_.back() != e.first) few_.push_back(e.first);
   // Only anchors whose two bytes are real: a one-byte form's pair (its byte, any
   // byte) would make 256 pairs, beyond kFewPairs anyway.
   if (few_.size() > kFewPairs) few_.clear();
