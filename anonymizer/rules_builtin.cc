@@ -43,14 +43,13 @@ bool ExtendToken(std::string_view t, size_t* b, size_t* e) {
 std::vector<std::string_view>& KeyComponents(std::string_view key, std::string_view lower,
                                               std::vector<std::string_view>& parts) {
   // ASCII classes (what std::isalnum and friends give in the C locale the process runs in).
-  auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
   auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
   auto lower_case = [](char c) { return c >= 'a' && c <= 'z'; };
   parts.clear();
   size_t cur = 0, cur_len = 0;
   for (size_t i = 0; i < key.size(); ++i) {
     char c = key[i];
-    bool sep = !alnum(c);
+    bool sep = !byte_class::Is(c, byte_class::kAlnum);
     bool camel = i > 0 && upper(c) && lower_case(key[i - 1]);
     if ((sep || camel) && cur_len) {
       parts.push_back(lower.substr(cur, cur_len));
