@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "anonymizer/checks.h"
 #include "anonymizer/layer2.h"
 
 namespace warden::anonymizer {
@@ -21,31 +22,13 @@ bool Varied(std::string_view w) {
   return seen.count() >= 8;
 }
 
-int B64Value(unsigned char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+' || c == '-') return 62;
-  if (c == '/' || c == '_') return 63;
-  return -1;
-}
-
-std::string DecodeBase64(std::string_view s) {
-  std::string out;
-  uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : s) {
-    if (c == '=') break;
-    int v = B64Value(c);
-    if (v < 0) return "";
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return out;
+// DecodeRun: a base64 run the pattern below matched, its bytes up to the first
+// '='. A last character that completes no byte (a length of 4k+1) is dropped, so
+// a stray character after encoded data does not hide it.
+std::string DecodeRun(std::string_view s) {
+  s = s.substr(0, s.find('='));
+  if (s.size() % 4 == 1) s.remove_suffix(1);
+  return Base64Decode(s).value_or("");
 }
 
 std::string DecodeHex(std::string_view s) {
@@ -94,7 +77,7 @@ bool DecodesToInput(std::string_view answer, std::string_view input) {
     size_t pos = 0;
     while (pos < answer.size() && re->Match(in, pos, in.size(), RE2::UNANCHORED, &m, 1)) {
       std::string_view run(m.data(), m.size());
-      if (re == &kB64 ? hit(DecodeBase64(run)) : hit(DecodeHex(run))) return true;
+      if (re == &kB64 ? hit(DecodeRun(run)) : hit(DecodeHex(run))) return true;
       pos = static_cast<size_t>(m.data() - in.data()) + std::max<size_t>(m.size(), 1);
     }
   }

@@ -326,6 +326,8 @@ TEST_CASE("D3: verbatim runs, encodings, length, secrets, injection") {
   CHECK_FALSE(CopiesRun("the log says Failed password for invalid user admin", input, 64));
   CHECK_FALSE(CopiesRun(std::string(100, '-'), std::string(200, '-'), 64));  // rulers do not count
   CHECK(DecodesToInput("value U3VwM3JTM2NyZXRWYWx1ZTQy here", input));                      // base64
+  CHECK(DecodesToInput("value U3VwM3JTM2NyZXRWYWx1ZTQyX here", input));   // base64 and a stray character
+  CHECK(DecodesToInput("value U3VwM3JTM2NyZXRWYWx1ZTQy= here", input));   // padding that is not needed
   CHECK(DecodesToInput("value 5375703372533363726574 here", input));                         // hex of "Sup3rS3cret"
   CHECK_FALSE(DecodesToInput("commit 3f2a9c1d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39 is fine", input));
 
