@@ -486,6 +486,15 @@ bool IsDigitByte(char c) { return byte_class::Is(c, byte_class::kDigit); }
 bool IsHexByte(char c) { return byte_class::Is(c, byte_class::kHex); }
 bool IsAlnumByte(char c) { return byte_class::Is(c, byte_class::kAlnum); }
 
+#ifdef __SSE2__
+// InRange: 0xFF in each byte of v within [lo, hi], 0 in the others (SSE2 has no
+// unsigned compare: v - lo, then whether the unsigned minimum with hi - lo is it).
+inline __m128i InRange(__m128i v, char lo, char hi) {
+  __m128i x = _mm_sub_epi8(v, _mm_set1_epi8(lo));
+  return _mm_cmpeq_epi8(_mm_min_epu8(x, _mm_set1_epi8(static_cast<char>(hi - lo))), x);
+}
+#endif
+
 size_t FindByte(std::string_view t, char c, size_t pos, size_t end) {
   const void* p = std::memchr(t.data() + pos, c, end - pos);
   return p ? static_cast<size_t>(static_cast<const char*>(p) - t.data()) : end;
@@ -787,10 +796,8 @@ int Base64Match(std::string_view t, size_t s, size_t end, size_t* mb, size_t* me
 size_t FindDigit(std::string_view t, size_t pos, size_t end) {
   const char* d = t.data();
 #ifdef __SSE2__
-  const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
   for (; pos + 16 <= end; pos += 16) {
-    __m128i x = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos)), zero);
-    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(x, nine), x);  // x <= 9 unsigned
+    __m128i digit = InRange(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos)), '0', '9');
     if (int mask = _mm_movemask_epi8(digit)) return pos + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
   }
 #endif
@@ -818,14 +825,12 @@ size_t IbanStarts(std::string_view t, size_t pos, size_t end, size_t* skip) {
   const auto* d = reinterpret_cast<const unsigned char*>(t.data());
   size_t i = pos;
 #ifdef __SSE2__
-  const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9), a = _mm_set1_epi8('A'), z = _mm_set1_epi8(25);
   for (; i + 64 <= end; i += 61) {  // a start in the first 61 bytes has its four bytes in the window
     uint64_t digit = 0, upper = 0;
     for (int q = 0; q < 4; ++q) {
       __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i + 16 * q));
-      __m128i x = _mm_sub_epi8(v, zero), y = _mm_sub_epi8(v, a);
-      digit |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, nine), x)))} << (16 * q);
-      upper |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(y, z), y)))} << (16 * q);
+      digit |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(InRange(v, '0', '9')))} << (16 * q);
+      upper |= uint64_t{static_cast<uint16_t>(_mm_movemask_epi8(InRange(v, 'A', 'Z')))} << (16 * q);
     }
     uint64_t starts = upper & upper >> 1 & digit >> 2 & digit >> 3 & ((uint64_t{1} << 61) - 1);
     for (; starts != 0; starts &= starts - 1) {
@@ -870,14 +875,12 @@ size_t CardChain(std::string_view t, size_t s, size_t end, int* digits) {
 size_t CardRun(std::string_view t, size_t pos, size_t end) {
   const auto* d = reinterpret_cast<const unsigned char*>(t.data());
 #ifdef __SSE2__
-  const __m128i zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9), space = _mm_set1_epi8(' '),
-                dash = _mm_set1_epi8('-');
+  const __m128i space = _mm_set1_epi8(' '), dash = _mm_set1_epi8('-');
   for (size_t i = pos; i + 64 <= end; i += 52) {  // a run found starting in the first 52 bytes is whole
     uint64_t digit = 0, sep = 0;
     for (int q = 0; q < 4; ++q) {
       __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + i + 16 * q));
-      __m128i x = _mm_sub_epi8(v, zero);
-      uint64_t dm = static_cast<uint16_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_min_epu8(x, nine), x)));
+      uint64_t dm = static_cast<uint16_t>(_mm_movemask_epi8(InRange(v, '0', '9')));
       uint64_t sm = static_cast<uint16_t>(
           _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, space), _mm_cmpeq_epi8(v, dash))));
       digit |= dm << (16 * q);
@@ -936,12 +939,11 @@ size_t PhoneStart(std::string_view t, size_t pos, size_t end) {
   const char* d = t.data();
   size_t s = pos;
 #ifdef __SSE2__
-  const __m128i plus = _mm_set1_epi8('+'), zero = _mm_set1_epi8('0'), nine = _mm_set1_epi8(9);
+  const __m128i plus = _mm_set1_epi8('+'), zero = _mm_set1_epi8('0');
   for (; s + 17 <= end; s += 16) {
     __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + s));
-    __m128i next = _mm_sub_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + s + 1)), zero);
-    __m128i digit = _mm_cmpeq_epi8(_mm_min_epu8(next, nine), next);                                     // next - '0' <= 9
-    __m128i nonzero = _mm_andnot_si128(_mm_cmpeq_epi8(next, _mm_setzero_si128()), digit);               // 1-9
+    __m128i next = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + s + 1));
+    __m128i digit = InRange(next, '0', '9'), nonzero = InRange(next, '1', '9');
     __m128i hit = _mm_or_si128(_mm_and_si128(_mm_cmpeq_epi8(a, plus), digit), _mm_and_si128(_mm_cmpeq_epi8(a, zero), nonzero));
     if (int mask = _mm_movemask_epi8(hit)) return s + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
   }
