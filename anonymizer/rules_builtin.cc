@@ -501,27 +501,23 @@ size_t FindByte(std::string_view t, char c, size_t pos, size_t end) {
 }
 
 // FindAny: the first position in [pos, end) holding one of the N bytes, or end
-// (16 bytes at a time where SSE2 is there). With `fold`, the text byte is
-// OR-ed with 0x20 first, so a lower-case letter finds both cases.
+// (16 bytes at a time where SSE2 is there).
 template <size_t N>
-size_t FindAny(std::string_view t, size_t pos, size_t end, const char (&set)[N], bool fold = false) {
+size_t FindAny(std::string_view t, size_t pos, size_t end, const char (&set)[N]) {
   const char* d = t.data();
 #ifdef __SSE2__
-  const __m128i case_bit = _mm_set1_epi8(fold ? 0x20 : 0);
   __m128i want[N];
   for (size_t k = 0; k < N; ++k) want[k] = _mm_set1_epi8(set[k]);
   for (; pos + 16 <= end; pos += 16) {
-    __m128i v = _mm_or_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos)), case_bit);
+    __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(d + pos));
     __m128i hit = _mm_cmpeq_epi8(v, want[0]);
     for (size_t k = 1; k < N; ++k) hit = _mm_or_si128(hit, _mm_cmpeq_epi8(v, want[k]));
     if (int mask = _mm_movemask_epi8(hit)) return pos + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(mask)));
   }
 #endif
-  for (; pos < end; ++pos) {
-    char c = fold ? static_cast<char>(d[pos] | 0x20) : d[pos];
+  for (; pos < end; ++pos)
     for (size_t k = 0; k < N; ++k)
-      if (c == set[k]) return pos;
-  }
+      if (d[pos] == set[k]) return pos;
   return end;
 }
 
