@@ -182,7 +182,7 @@ bool TriggerGate::FewAnchors(const unsigned char* d, size_t n, std::vector<uint3
   at->clear();
   FewAvx512(few_.data(), few_.size(), d, n, at);
   // The last byte pairs with the 0 that stands for the byte after the text.
-  if (n > 0 && (pairs_[d[n - 1] >> 6] >> (d[n - 1] & 63) & 1)) at->push_back(static_cast<uint32_t>(n - 1));
+  if (n > 0 && Anchored(d[n - 1])) at->push_back(static_cast<uint32_t>(n - 1));
   return true;
 }
 

@@ -97,6 +97,8 @@ class TriggerGate {
   unsigned bucket_mask_ = 0;
   unsigned Bucket(unsigned pair) const { return (pair * 40503u >> 4) & bucket_mask_; }
   std::array<uint64_t, 1024> pairs_{};  // bit (a | b << 8): some form is anchored on the pair (a, b)
+  // Whether some form is anchored on `pair` (the text's last byte pairs with 0).
+  uint64_t Anchored(uint16_t pair) const { return pairs_[pair >> 6] >> (pair & 63) & 1; }
   // The forms anchored on each pair, by a hash of the pair: entries_[first_[h], first_[h + 1])
   // hold (pair, form) for every pair of hash h (a few; cheap to build for a short text's dictionary).
   std::vector<uint32_t> first_;
@@ -158,14 +160,14 @@ void TriggerGate::Scan(std::string_view text, Want&& want, Hit&& hit) const {
       uint16_t pair;
       std::memcpy(&pair, d + i, 2);  // d[i] | d[i + 1] << 8 on little-endian x86
       out[k] = static_cast<uint16_t>(i - c);
-      k += pairs_[pair >> 6] >> (pair & 63) & 1;
+      k += Anchored(pair);
     }
     for (size_t j = 0; j < k; ++j) {
       size_t i = c + out[j];
       At(text, i, static_cast<unsigned>(d[i] | d[i + 1] << 8), want, hit);
     }
   }
-  if (n > 0 && (pairs_[d[n - 1] >> 6] >> (d[n - 1] & 63) & 1)) At(text, n - 1, d[n - 1], want, hit);  // 0 stands for the next byte
+  if (n > 0 && Anchored(d[n - 1])) At(text, n - 1, d[n - 1], want, hit);  // 0 stands for the next byte
 }
 
 }  // namespace warden::anonymizer
