@@ -29,12 +29,10 @@ Status ValidatePattern(const std::string& pattern) {
 RuleEngine::RuleEngine(std::vector<Rule> rules, bool use_candidates)
     : rules_(std::move(rules)), use_candidates_(use_candidates) {
   always_.assign(rules_.size(), 0);
-  for (const Rule& r : rules_) {
-    multiline_of_.push_back(r.multiline);
-    starts_at_.push_back(r.starts_at_trigger);
-  }
   for (size_t i = 0; i < rules_.size(); ++i) {
     const Rule& r = rules_[i];
+    multiline_of_.push_back(r.multiline);
+    starts_at_.push_back(r.starts_at_trigger);
     names_.emplace_back(InternName(r.category), InternName(r.name));
     compiled_.push_back(std::make_unique<RE2>(r.pattern, Re2Options()));
     if (!compiled_.back()->ok()) {
