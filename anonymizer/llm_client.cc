@@ -150,9 +150,9 @@ struct Exchange {
   Steady::time_point connect_deadline;
   std::string target;
   std::string body;
-  Status status;
-  std::string response;
-  std::string presented;  // the certificate the server showed (pinned mode)
+  Status status{};
+  std::string response{};
+  std::string presented{};  // the certificate the server showed (pinned mode)
   bool cancelled = false;
   bool timed_out = false;
 
