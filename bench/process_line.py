@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""Where the time of score.py's throughput line goes.
+
+score.py pipes the corpus, concatenated --reps times, through one fresh
+`warden anonymize` process with subprocess.run(..., capture_output=True), and
+divides the bytes by the wall time. This runs the same call, and beside it, in
+interleaved rounds with the same subprocess.run:
+  cat          the harness alone: Python feeds the pipe and drains the output
+  empty input  warden's start: libraries, config, rule compilation
+  file in      start plus anonymizing, no pipe (input from a file, output to /dev/null)
+  score.py     the line itself
+and prints the median of each. A measurement, never a test.
+
+  python3 bench/process_line.py [--reps 50] [--rounds 10] [--warden build/warden]
+                                [--config tests/corpus/warden.yaml]"""
+import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
+
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--reps", type=int, default=50, help="corpus copies, as score.py's --reps (default 50)")
+ap.add_argument("--rounds", type=int, default=10)
+ap.add_argument("--warden", default=os.path.join(root, "build", "warden"))
+ap.add_argument("--config", default=os.path.join(root, "tests", "corpus", "warden.yaml"))
+a = ap.parse_args()
+
+cases = sorted(glob.glob(os.path.join(root, "..", "shared", "corpus", "cases", "*.json")))
+if not cases:
+    sys.exit("no corpus cases under ../shared/corpus/cases")
+inputs = []
+for path in cases:
+    with open(path) as f:
+        inputs.append(json.load(f)["input"])
+blob = ("\n".join(inputs) + "\n").encode() * max(a.reps, 1)  # score.py's own construction
+
+with tempfile.NamedTemporaryFile(prefix="warden-process-line-", delete=False) as f:
+    f.write(blob)
+    blob_file = f.name
+anonymize = f"{a.warden} anonymize --config {a.config}"
+runs = [
+    ("cat (harness alone)", "cat", blob),
+    ("warden, empty input (start)", f"{anonymize} </dev/null >/dev/null", b""),
+    ("warden, file in, /dev/null out", f"{anonymize} <{blob_file} >/dev/null", b""),
+    ("warden through the harness (score.py)", anonymize, blob),
+]
+times = {name: [] for name, _, _ in runs}
+try:
+    for _ in range(a.rounds):
+        for name, cmd, data in runs:
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, shell=True, input=data, capture_output=True)
+            dt = time.perf_counter() - t0
+            if p.returncode != 0:
+                sys.exit(f"{cmd}: exit {p.returncode}: {p.stderr.decode(errors='replace')[:500]}")
+            times[name].append(dt)
+finally:
+    os.unlink(blob_file)
+
+mb = len(blob) / 1e6
+print(f"{mb:.2f} MB ({a.reps} copies of the corpus), median of {a.rounds} interleaved rounds:")
+for name, _, _ in runs:
+    m = statistics.median(times[name])
+    print(f"  {name:40s} {m * 1e3:8.1f} ms   (min {min(times[name]) * 1e3:.1f})")
+line = statistics.median(times[runs[3][0]])
+print(f"score.py's line: {mb / line:.1f} MB/s; 100 MB/s would be {mb / 100 * 1e3:.1f} ms in all")
