@@ -13,7 +13,9 @@ and prints the median of each. A measurement, never a test.
 
   python3 bench/process_line.py [--reps 50] [--rounds 10] [--warden build/warden]
                                 [--config tests/corpus/warden.yaml]"""
-import argparse, glob, json, os, statistics, subprocess, sys, tempfile, time
+import argparse, os, shlex, statistics, subprocess, sys, tempfile, time
+
+from corpus_inputs import corpus_inputs  # the corpus as bench/corpus_inputs.py reads it
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -23,24 +25,19 @@ ap.add_argument("--warden", default=os.path.join(root, "build", "warden"))
 ap.add_argument("--config", default=os.path.join(root, "tests", "corpus", "warden.yaml"))
 a = ap.parse_args()
 
-cases = sorted(glob.glob(os.path.join(root, "..", "shared", "corpus", "cases", "*.json")))
-if not cases:
-    sys.exit("no corpus cases under ../shared/corpus/cases")
-inputs = []
-for path in cases:
-    with open(path) as f:
-        inputs.append(json.load(f)["input"])
+inputs = [text for _, text in corpus_inputs()]
 blob = ("\n".join(inputs) + "\n").encode() * max(a.reps, 1)  # score.py's own construction
 
 with tempfile.NamedTemporaryFile(prefix="warden-process-line-", delete=False) as f:
     f.write(blob)
     blob_file = f.name
-anonymize = f"{a.warden} anonymize --config {a.config}"
+LINE = "warden through the harness (score.py)"
+anonymize = f"{shlex.quote(a.warden)} anonymize --config {shlex.quote(a.config)}"
 runs = [
     ("cat (harness alone)", "cat", blob),
     ("warden, empty input (start)", f"{anonymize} </dev/null >/dev/null", b""),
-    ("warden, file in, /dev/null out", f"{anonymize} <{blob_file} >/dev/null", b""),
-    ("warden through the harness (score.py)", anonymize, blob),
+    ("warden, file in, /dev/null out", f"{anonymize} <{shlex.quote(blob_file)} >/dev/null", b""),
+    (LINE, anonymize, blob),
 ]
 times = {name: [] for name, _, _ in runs}
 try:
@@ -60,5 +57,5 @@ print(f"{mb:.2f} MB ({a.reps} copies of the corpus), median of {a.rounds} interl
 for name, _, _ in runs:
     m = statistics.median(times[name])
     print(f"  {name:40s} {m * 1e3:8.1f} ms   (min {min(times[name]) * 1e3:.1f})")
-line = statistics.median(times[runs[3][0]])
+line = statistics.median(times[LINE])
 print(f"score.py's line: {mb / line:.1f} MB/s; 100 MB/s would be {mb / 100 * 1e3:.1f} ms in all")
