@@ -200,6 +200,13 @@ Result<Child> Spawn(const ProcessSpec& spec, const std::string& program, const s
   std::vector<std::string> env = EnvStrings(spec.env);
   std::vector<char*> argv = CPointers(spec.argv);
   std::vector<char*> envp = CPointers(env);
+  if (spec.confinement) {
+    // Same settings as below, plus the confinement, applied between clone and execve.
+    if (int e = SpawnConfined(program, argv.data(), envp.data(), spec.cwd, devnull.get(), out_w.get(), err_w.get(),
+                              *spec.confinement, &child.pid))
+      return StartError(name, e);
+    return child;
+  }
   // glibc's posix_spawn reports exec failures (ENOENT, EACCES, ENOEXEC) here and reaps the failed child.
   if (int e = ::posix_spawn(&child.pid, program.c_str(), &setup.actions, &setup.attr, argv.data(), envp.data()))
     return StartError(name, e);

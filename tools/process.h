@@ -21,12 +21,14 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/cancel.h"
 #include "core/raw_output.h"
 #include "core/result.h"
+#include "tools/sandbox.h"
 #include "tools/tool.h"
 
 namespace warden::tools {
@@ -39,6 +41,9 @@ struct ProcessSpec {
   std::map<std::string, std::string> env;  // the COMPLETE environment of the child; nothing inherited
   std::chrono::milliseconds timeout{30000};
   uint64_t max_capture_bytes = 8u << 20;  // per stream; bytes past it are read and dropped (counted in total)
+  // When set, the child is confined before it executes (tools/sandbox.h):
+  // files it may read, execute and write; no network.
+  std::shared_ptr<const Confinement> confinement;
 };
 
 // RunProcess starts spec.argv and supervises it until it exits, spec.timeout
