@@ -1,8 +1,13 @@
 #include "tools/git_tool.h"
 
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <set>
 #include <string_view>
 #include <utility>
@@ -52,7 +57,7 @@ const std::vector<Operation>& Operations() {
       {"show", {"revisions", "paths"}, {"--no-ext-diff", "--no-textconv"}, true},
       {"blame", {"revisions", "paths"}, {"--no-textconv", "--no-ignore-revs-file"}},
       {"ls-files", {"paths"}, {}},
-      {"grep", {"revisions", "paths", "pattern"}, {"-n", "-I", "--no-color"}},
+      {"grep", {"revisions", "paths", "pattern"}, {"-n", "-I", "--no-color", "--no-textconv"}},
       {"branch", {}, {"--list", "-a", "-v", "--no-color"}},
       {"tag", {}, {"--list", "-n1"}},
   };
@@ -213,23 +218,64 @@ Result<Request> ParseRequest(const json::object& args, const GitConfig& config) 
   return r;
 }
 
-// GlobalArgs is the start of every git command line. Command-line -c settings
-// win over the repository's own config, which is what makes them effective
-// against a hostile .git/config; `overrides` adds more of them.
+// Which git's behaviour this relies on: Debian 12's git 2.39.
+//  - Settings given with -c are read after every config file, so they win
+//    over the repository's own (and they reach git's own subprocesses through
+//    GIT_CONFIG_PARAMETERS). This does not hold for what git reads while it
+//    discovers the repository (core.worktree, extensions.*), hence
+//    --work-tree here and the sandbox below.
+//  - GIT_ALLOW_PROTOCOL (git 2.6+) set to a list that names no protocol makes
+//    every transport fail before it starts, whatever protocol.<name>.allow the
+//    repository sets; the per-name -c settings say the same a second time.
+//  - 2.39 has no switch to turn lazy fetching off (GIT_NO_LAZY_FETCH is 2.44):
+//    in a partial clone a missing object makes git start `git fetch` from the
+//    promisor remote, which fails at the transport check above, and could
+//    neither execute a helper nor open a socket in the sandbox. It is set
+//    anyway, so a newer git does not even try.
+//  - --no-optional-locks / GIT_OPTIONAL_LOCKS=0 (2.15+): status does not write
+//    the index.
+constexpr const char* kProtocols[] = {"file", "git", "ssh", "http", "https", "ftp", "ftps", "ext", "fd"};
+
+// GlobalArgs is the start of every git command line. `overrides` adds more
+// -c settings (the repository's filter drivers, emptied by name).
 std::vector<std::string> GlobalArgs(const std::string& git, const fs::path& root,
                                     const std::vector<std::string>& overrides) {
   const std::string dir = root.string();
   // --work-tree: core.worktree in the repo config would point git at another
   // directory, and -c cannot override it (it is read during discovery).
   std::vector<std::string> argv = {git, "--no-pager", "--work-tree=" + dir};
+  // Each setting names the row of docs/git-hardening.md it answers.
   std::vector<std::string> settings = {
-      "core.pager=cat",          "core.fsmonitor=false",      "core.hooksPath=/dev/null",
-      "diff.external=",          "core.untrackedCache=false", "color.ui=never",
-      "safe.directory=" + dir,   "protocol.allow=never",
-      "log.showSignature=false",  // verifying a signature runs gpg.program from the repo config
-      "diff.submodule=short",     // "diff" would start git inside submodules
+      "core.pager=cat",                  // core.pager, pager.* (with --no-pager)
+      "core.fsmonitor=false",            // core.fsmonitor: a hook command or an IPC daemon
+      "core.hooksPath=/dev/null",        // hooks
+      "core.sshCommand=/bin/false",      // core.sshCommand (transports are refused anyway)
+      "core.askPass=/bin/false",         // core.askPass
+      "core.attributesFile=/dev/null",   // core.attributesFile: a file outside the repo
+      "core.excludesFile=/dev/null",     // core.excludesFile: a file outside the repo
+      "core.untrackedCache=false",
+      "credential.helper=",              // credential.*: the empty value resets the helper list
+      "diff.external=",                  // diff.external (with --no-ext-diff)
+      "diff.orderFile=/dev/null",        // diff.orderFile: a file outside the repo
+      "mailmap.file=/dev/null",          // mailmap.file: a file outside the repo
+      "blame.ignoreRevsFile=",           // blame.ignoreRevsFile (with --no-ignore-revs-file)
+      "gpg.program=/bin/false",          // gpg.program and gpg.<format>.program
+      "gpg.openpgp.program=/bin/false",
+      "gpg.x509.program=/bin/false",
+      "gpg.ssh.program=/bin/false",
+      "gpg.ssh.allowedSignersFile=/dev/null",
+      "log.showSignature=false",         // log.showSignature: would run gpg.program
+      "color.ui=never",
+      "safe.directory=" + dir,
+      "diff.submodule=short",            // "diff" would start git inside submodules
       "submodule.recurse=false",
+      "status.submoduleSummary=false",   // would run `git submodule summary`
+      "gc.auto=0",                       // no automatic gc or maintenance in any child
+      "maintenance.auto=false",
+      "fetch.recurseSubmodules=false",
+      "protocol.allow=never",            // protocol.*: every transport refused by name too
   };
+  for (const char* p : kProtocols) settings.push_back(std::string("protocol.") + p + ".allow=never");
   settings.insert(settings.end(), overrides.begin(), overrides.end());
   for (std::string& s : settings) {
     argv.push_back("-c");
@@ -257,33 +303,199 @@ std::vector<std::string> OperationArgs(const Request& r) {
   return args;
 }
 
-// The child's whole environment: no HOME, no global or system config, no
-// prompts, no pager, C locale so that output does not depend on the host.
-const std::map<std::string, std::string>& ChildEnv() {
-  static const std::map<std::string, std::string> kEnv = {
+}  // namespace
+
+// GitRuntime: see git_tool.h.
+struct GitRuntime {
+  std::string home;                       // an empty directory, removed with the runtime
+  std::vector<std::string> library_dirs;  // where the loader found git's libraries
+  std::vector<std::string> loaders;       // the dynamic loader(s) git's binary names
+  std::map<std::string, std::string> env; // the child's whole environment
+
+  ~GitRuntime() {
+    std::error_code ec;
+    if (!home.empty()) fs::remove(home, ec);
+  }
+};
+
+namespace {
+
+// LoaderTrace asks git's dynamic loader which files git needs to start
+// (LD_TRACE_LOADED_OBJECTS: the loader prints them and exits; git's own code
+// never runs). Unconfined: this is the operator's binary, not a repository.
+void LoaderTrace(const std::string& git, GitRuntime* rt) {
+  ProcessSpec spec;
+  spec.argv = {git};
+  spec.env = {{"LD_TRACE_LOADED_OBJECTS", "1"}, {"PATH", "/usr/bin:/bin"}};
+  spec.timeout = std::chrono::seconds(10);
+  CancellationToken never;
+  Result<RawOutput> r = RunProcess(spec, never, ProgressFn());
+  std::set<std::string> dirs, loaders;
+  if (r.ok() && r->exit_status == 0) {
+    const std::string& text = r->out.bytes;
+    for (size_t begin = 0, end; begin < text.size(); begin = end + 1) {
+      end = std::min(text.find('\n', begin), text.size());
+      std::string_view line(text.data() + begin, end - begin);
+      // "\tlibz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x...)" or "\t/lib64/ld-linux-x86-64.so.2 (0x...)"
+      size_t arrow = line.find("=> ");
+      bool loader = arrow == std::string_view::npos;
+      size_t at = loader ? line.find('/') : arrow + 3;
+      if (at == std::string_view::npos) continue;  // linux-vdso.so.1
+      std::string_view path = line.substr(at, line.find(" (", at) - at);
+      std::error_code ec;
+      fs::path real = fs::canonical(fs::path(path), ec);
+      if (ec) continue;
+      if (loader) loaders.insert(real.string());
+      else dirs.insert(real.parent_path().string());
+    }
+  }
+  if (loaders.empty()) {
+    // A static git, or a loader that does not trace: the usual places.
+    spdlog::warn("git: the dynamic loader's trace of {} gave nothing; allowing the usual library directories", git);
+    for (const char* d : {"/lib", "/lib64", "/usr/lib", "/usr/lib64"}) dirs.insert(d);
+    for (const char* l : {"/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"}) loaders.insert(l);
+  }
+  rt->library_dirs.assign(dirs.begin(), dirs.end());
+  rt->loaders.assign(loaders.begin(), loaders.end());
+}
+
+std::shared_ptr<const GitRuntime> MakeRuntime(const GitConfig& config) {
+  auto rt = std::make_shared<GitRuntime>();
+  const char* tmp = std::getenv("TMPDIR");
+  std::string tmpl = std::string(tmp && *tmp == '/' ? tmp : "/tmp") + "/warden-git-home-XXXXXX";
+  if (::mkdtemp(tmpl.data()) != nullptr) {
+    std::error_code ec;
+    rt->home = fs::canonical(tmpl, ec).string();
+    if (ec) rt->home = tmpl;
+  } else {
+    spdlog::warn("git: cannot create an empty HOME directory ({}); using /nonexistent", std::strerror(errno));
+  }
+  const std::string home = rt->home.empty() ? "/nonexistent" : rt->home;
+  // The child's whole environment (nothing of Warden's is inherited: no GIT_*
+  // variable, no LD_PRELOAD, no proxy). docs/git-hardening.md, "Environment".
+  rt->env = {
       {"PATH", "/usr/bin:/bin"},
-      {"HOME", "/nonexistent"},
+      {"HOME", home},
+      {"XDG_CONFIG_HOME", home},
       {"LC_ALL", "C"},
       {"GIT_CONFIG_NOSYSTEM", "1"},
+      {"GIT_CONFIG_SYSTEM", "/dev/null"},
       {"GIT_CONFIG_GLOBAL", "/dev/null"},
+      {"GIT_ATTR_NOSYSTEM", "1"},
+      {"GIT_ALLOW_PROTOCOL", ""},   // names no protocol: every transport refused
+      {"GIT_PROTOCOL_FROM_USER", "0"},
+      {"GIT_NO_LAZY_FETCH", "1"},   // git 2.44+; see the version note above
+      {"GIT_SSH_COMMAND", "/bin/false"},  // wins over core.sshCommand
+      {"GIT_SSH", "/bin/false"},
       {"GIT_TERMINAL_PROMPT", "0"},
       {"GIT_OPTIONAL_LOCKS", "0"},
       {"GIT_PAGER", "cat"},
       {"PAGER", "cat"},
       {"GIT_ASKPASS", "/bin/false"},
       {"SSH_ASKPASS", "/bin/false"},
+      {"GIT_EDITOR", "/bin/false"},
   };
-  return kEnv;
+  LoaderTrace(config.binary, rt.get());
+  return rt;
 }
 
-ProcessSpec MakeSpec(const std::string& git, const Request& r, const std::vector<std::string>& overrides,
-                     const std::vector<std::string>& tail) {
+// RepoReadRoots is what a call may read: the configured directory and, when
+// its .git is a file (a linked work tree, a submodule's layout), the git
+// directory it names and that directory's common directory.
+std::vector<std::string> RepoReadRoots(const fs::path& root) {
+  std::vector<std::string> roots = {root.string()};
+  std::error_code ec;
+  const fs::path dotgit = root / ".git";
+  if (!fs::is_regular_file(dotgit, ec)) return roots;
+  std::ifstream in(dotgit);
+  std::string line;
+  if (!std::getline(in, line) || !line.starts_with("gitdir: ")) return roots;
+  fs::path gitdir = line.substr(8);
+  if (gitdir.is_relative()) gitdir = root / gitdir;
+  gitdir = fs::weakly_canonical(gitdir, ec);
+  if (ec) return roots;
+  roots.push_back(gitdir.string());
+  std::ifstream common(gitdir / "commondir");
+  if (std::getline(common, line) && !line.empty()) {
+    fs::path dir = line;
+    if (dir.is_relative()) dir = gitdir / dir;
+    dir = fs::weakly_canonical(dir, ec);
+    if (!ec) roots.push_back(dir.string());
+  }
+  return roots;
+}
+
+bool WithinAny(const std::vector<std::string>& roots, const fs::path& p) {
+  for (const std::string& r : roots)
+    if (p == fs::path(r) || IsWithin(r, p)) return true;
+  return false;
+}
+
+// CheckObjectStores refuses a repository that keeps or borrows objects
+// outside it: an object directory that is a symlink to elsewhere, or
+// objects/info/alternates naming another directory. git would read another
+// repository there. The sandbox refuses those reads too (and reads through
+// deeper symlinks, which this does not look for); this gives the clear reason
+// and holds where the kernel has no Landlock.
+Status CheckObjectStores(const std::vector<std::string>& roots, const std::string& repo) {
+  for (const std::string& r : roots)
+    for (const fs::path& objects : {fs::path(r) / ".git" / "objects", fs::path(r) / "objects"}) {
+      std::error_code ec;
+      if (fs::exists(objects, ec) && !WithinAny(roots, fs::canonical(objects, ec)))
+        return FailedPrecondition("repo \"" + repo +
+                                  "\" keeps its objects in a directory outside it (a symlink); Warden reads only "
+                                  "the configured repository");
+      std::ifstream in(objects / "info" / "alternates");
+      std::string line;
+      while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        fs::path alt = fs::path(line).is_relative() ? objects / line : fs::path(line);
+        alt = fs::weakly_canonical(alt, ec);
+        if (ec || !WithinAny(roots, alt))
+          return FailedPrecondition("repo \"" + repo +
+                                    "\" borrows objects from a directory outside it (objects/info/alternates); "
+                                    "Warden reads only the configured repository: repack it without alternates "
+                                    "(git repack -a -d, then remove objects/info/alternates)");
+      }
+    }
+  return Status::Ok();
+}
+
+// Confine builds this call's sandbox: read the repository, git's libraries
+// and the empty HOME; execute git and its loader; write /dev/null only.
+Result<std::shared_ptr<const Confinement>> Confine(const GitRuntime& rt, const std::string& git,
+                                                   const std::vector<std::string>& roots) {
+  SandboxPolicy policy;
+  policy.read = roots;
+  policy.read.insert(policy.read.end(), rt.library_dirs.begin(), rt.library_dirs.end());
+  policy.read.push_back("/etc/ld.so.cache");
+  if (!rt.home.empty()) policy.read.push_back(rt.home);
+  policy.execute = rt.loaders;
+  policy.execute.push_back(git);
+  policy.write = {"/dev/null"};
+  return Confinement::Make(policy);
+}
+
+ProcessSpec MakeSpec(const std::string& git, const Request& r, const GitRuntime& rt,
+                     const std::shared_ptr<const Confinement>& confinement,
+                     const std::vector<std::string>& overrides, const std::vector<std::string>& tail) {
   ProcessSpec spec;
   spec.argv = GlobalArgs(git, r.root, overrides);
   spec.argv.insert(spec.argv.end(), tail.begin(), tail.end());
   spec.cwd = r.root.string();
-  spec.env = ChildEnv();
+  spec.env = rt.env;
+  // Discovery may not climb above the configured directory to another repository.
+  spec.env["GIT_CEILING_DIRECTORIES"] = r.root.parent_path().string();
+  spec.confinement = confinement;
   return spec;
+}
+
+// LastLine is the last non-empty line of `text`, at most 300 bytes.
+std::string LastLine(std::string_view text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.remove_suffix(1);
+  size_t nl = text.rfind('\n');
+  if (nl != std::string_view::npos) text.remove_prefix(nl + 1);
+  return std::string(text.substr(0, 300));
 }
 
 std::string ExitText(const RawOutput& out) {
@@ -291,22 +503,46 @@ std::string ExitText(const RawOutput& out) {
   return "signal " + out.exit_signal.value_or("?");
 }
 
-// FilterOverrides turns the output of `git config --null --name-only
-// --get-regexp ^filter\.` into settings that disable every filter driver the
-// repo defines. Filter drivers (clean/smudge/process) run arbitrary commands
-// during status and diff, and git has no switch to turn them all off, so each
-// is emptied by name; "required=false" keeps git from failing on an emptied
-// required driver (git-lfs sets it).
-Result<std::vector<std::string>> FilterOverrides(const RawOutput& listing, const std::string& repo) {
-  if (listing.exit_status == 1 && listing.out.total == 0) return std::vector<std::string>{};  // no key matched
-  if (listing.exit_status != 0 || listing.out.capped())
+// ConfigOverrides reads the output of `git config --null --show-origin
+// --name-only --list` (origin NUL key NUL, per entry). It refuses a
+// repository whose config comes from a file outside it (include.path,
+// includeIf: another repository's config, or any file on the host), and
+// turns every filter driver the repo defines into settings that disable it:
+// filter drivers (clean/smudge/process) run arbitrary commands during status
+// and diff, and git has no switch to turn them all off, so each is emptied by
+// name; "required=false" keeps git from failing on an emptied required driver
+// (git-lfs sets it).
+Result<std::vector<std::string>> ConfigOverrides(const RawOutput& listing, const std::string& repo,
+                                                 const fs::path& root, const std::vector<std::string>& roots) {
+  if (listing.exit_status != 0 || listing.out.capped()) {
+    // git's last line says why ("bad config line 3 in file .git/config",
+    // "unable to access '...': Permission denied"); it is untrusted text and
+    // leaves only through the output pipeline, like every tool error.
+    std::string why = LastLine(listing.err.bytes);
     return FailedPrecondition("cannot read the git configuration of repo \"" + repo + "\" (git config exited with " +
-                              ExitText(listing) + "); the repository's configuration needs fixing");
+                              ExitText(listing) + (why.empty() ? "" : ": " + why) +
+                              "); the repository's configuration needs fixing. Warden lets git read nothing "
+                              "outside the repository, so a config file included from outside it fails too");
+  }
   std::set<std::string> drivers;
-  const std::string& keys = listing.out.bytes;
-  for (size_t begin = 0, end; begin < keys.size(); begin = end + 1) {
-    end = std::min(keys.find('\0', begin), keys.size());
-    std::string_view key(keys.data() + begin, end - begin);
+  const std::string& text = listing.out.bytes;
+  std::vector<std::string_view> fields;
+  for (size_t begin = 0, end; begin < text.size(); begin = end + 1) {
+    end = std::min(text.find('\0', begin), text.size());
+    fields.emplace_back(text.data() + begin, end - begin);
+  }
+  for (size_t i = 0; i + 1 < fields.size(); i += 2) {
+    std::string_view origin = fields[i], key = fields[i + 1];
+    if (origin.starts_with("file:")) {
+      fs::path file(origin.substr(5));
+      std::error_code ec;
+      fs::path real = fs::weakly_canonical(file.is_relative() ? root / file : file, ec);
+      if (ec || !WithinAny(roots, real))
+        return FailedPrecondition("repo \"" + repo +
+                                  "\" reads configuration from a file outside the repository (include.path or "
+                                  "includeIf); Warden reads only the configured repository, so it does not run git "
+                                  "there");
+    }
     constexpr std::string_view kPrefix = "filter.";
     size_t last_dot = key.rfind('.');
     if (!key.starts_with(kPrefix) || last_dot <= kPrefix.size()) continue;  // "filter.x": no driver name
@@ -400,9 +636,23 @@ ToolSpec BuildSpec(const GitConfig& config) {
 
 }  // namespace
 
-GitTool::GitTool(const GitConfig& config) : config_(config), spec_(BuildSpec(config_)) {}
+GitTool::GitTool(const GitConfig& config, Sandbox sandbox)
+    : config_(config),
+      spec_(BuildSpec(config_)),
+      // No repository, no call can run: no HOME directory, no loader trace.
+      runtime_(config_.repos.empty() ? nullptr : MakeRuntime(config_)),
+      sandbox_(sandbox) {
+  if (!config_.repos.empty() && ProbeSandbox().landlock_abi == 0)
+    spdlog::warn("git: {}; git calls run with git's own hardening and the seccomp network filter, but without the "
+                 "file sandbox (docs/git-hardening.md)",
+                 ProbeSandbox().landlock_error);
+}
+GitTool::~GitTool() = default;
+GitTool::GitTool(GitTool&&) noexcept = default;
 
 const ToolSpec& GitTool::spec() const { return spec_; }
+
+std::string GitTool::SandboxSummary() const { return ProbeSandbox().Describe(); }
 
 std::string GitTool::Target(const json::object& args) const {
   const json::value* repo = args.if_contains("repo");
@@ -418,23 +668,32 @@ Result<RawOutput> GitTool::Run(const json::object& args, CallContext& ctx) {
   const Request& r = request.value();
   const auto deadline = Clock::Steady() + r.timeout;
 
-  // Filter drivers can only be disabled by name, so the repo's are listed first.
-  ProcessSpec listing = MakeSpec(config_.binary, r, {}, {"config", "--null", "--name-only", "--get-regexp", "^filter\\."});
+  const std::vector<std::string> roots = RepoReadRoots(r.root);
+  if (Status s = CheckObjectStores(roots, r.repo); !s.ok()) return s;
+  Result<std::shared_ptr<const Confinement>> confinement = std::shared_ptr<const Confinement>();
+  if (sandbox_ == Sandbox::kConfined) confinement = Confine(*runtime_, config_.binary, roots);
+  if (!confinement.ok()) return confinement.status();
+
+  // The repo's whole config, with where each key comes from: filter drivers
+  // can only be disabled by name, and includes from outside are refused.
+  ProcessSpec listing = MakeSpec(config_.binary, r, *runtime_, confinement.value(), {},
+                                 {"config", "--null", "--show-origin", "--name-only", "--list"});
   listing.timeout = r.timeout;
   listing.max_capture_bytes = kConfigListCap;
-  Result<RawOutput> filters = RunProcess(listing, *ctx.cancel, ProgressFn());
-  if (!filters.ok()) return filters.status();
-  if (!filters->completed()) return Interrupted(filters.value(), r);
-  Result<std::vector<std::string>> overrides = FilterOverrides(filters.value(), r.repo);
+  Result<RawOutput> config = RunProcess(listing, *ctx.cancel, ProgressFn());
+  if (!config.ok()) return config.status();
+  if (!config->completed()) return Interrupted(config.value(), r);
+  Result<std::vector<std::string>> overrides = ConfigOverrides(config.value(), r.repo, r.root, roots);
   if (!overrides.ok()) return overrides.status();
 
-  ProcessSpec command = MakeSpec(config_.binary, r, overrides.value(), OperationArgs(r));
+  ProcessSpec command =
+      MakeSpec(config_.binary, r, *runtime_, confinement.value(), overrides.value(), OperationArgs(r));
   command.timeout = std::max(milliseconds(0), std::chrono::ceil<milliseconds>(deadline - Clock::Steady()));
   command.max_capture_bytes = ctx.max_capture_bytes;
   Result<RawOutput> out = RunProcess(command, *ctx.cancel, ctx.progress);
   if (!out.ok()) return out;
   out->metadata["operation"] = std::string(r.op->name);
-  out->duration += filters->duration;  // the call's time includes the config listing
+  out->duration += config->duration;  // the call's time includes the config listing
   return out;
 }
 

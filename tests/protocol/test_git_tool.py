@@ -120,5 +120,122 @@ class GitTool(WardenTest):
         self.assertIn("v1.0", text_of(self.w.tool("git", {"repo": "infra", "operation": "tag"})))
 
 
+class HostileRepository(WardenTest):
+    """Bad repositories: a clear error in the result, a complete audit row, and the
+    server keeps answering. A partial clone's lazy fetch runs nothing."""
+
+    def setUp(self):
+        d = self.tmpdir()
+        self.d = d
+        self.repo = make_repo(d + "/evil", {"a.txt": "hello\n", "lazy.txt": "lazy-content\n"})
+        self.marker = d + "/marker"
+
+    def serve(self):
+        self.w = self.start(config_text=git_config({"evil": self.repo}))
+        self.w.initialize()
+
+    def call(self, args):
+        r = self.w.tool("git", {"repo": "evil", **args})
+        self.assertNotIn("error", r)  # a tool result, never a protocol error
+        return r
+
+    def assert_still_answers(self):
+        r = self.w.tool("git", {"repo": "nope", "operation": "status"})
+        self.assertTrue(r["result"]["isError"])
+        self.assertIsNone(self.w.proc.poll())
+
+    def assert_complete_rows(self, n):
+        rows = self.w.audit("SELECT status, finished_ms, output_sha256 FROM tool_calls")
+        self.assertEqual(len(rows), n)
+        for status, finished, sha in rows:
+            self.assertNotEqual(status, "running")
+            self.assertIsNotNone(finished)
+            self.assertIsNotNone(sha)
+
+    def test_the_issue_attack_a_lazy_fetch_over_ext_runs_nothing(self):
+        blob = git(self.repo, "rev-parse", "HEAD:lazy.txt").strip()
+        for k, v in [("core.repositoryformatversion", "1"), ("extensions.partialClone", "origin"),
+                     ("remote.origin.promisor", "true"), ("protocol.ext.allow", "always"),
+                     ("remote.origin.url", f"ext::sh -c touch% {self.marker}")]:
+            git(self.repo, "config", k, v)
+        os.remove(f"{self.repo}/.git/objects/{blob[:2]}/{blob[2:]}")
+        self.serve()
+        r = self.call({"operation": "show", "revisions": ["HEAD:lazy.txt"]})
+        self.assertNotIn("lazy-content", text_of(r))
+        self.assertNotEqual(r["result"]["structuredContent"]["exit_status"], 0)
+        self.assertFalse(os.path.exists(self.marker))
+        self.assert_still_answers()
+        self.assert_complete_rows(2)
+
+    def test_broken_config(self):
+        with open(f"{self.repo}/.git/config", "a") as f:
+            f.write("[core\n\tbroken = \"\n")
+        self.serve()
+        r = self.call({"operation": "log"})
+        self.assertTrue(r["result"]["isError"])
+        self.assertIn("cannot read the git configuration", text_of(r))
+        self.assertIn("bad config line", text_of(r))
+        self.assert_still_answers()
+        rows = self.w.audit("SELECT status, error FROM tool_calls ORDER BY started_ms")
+        self.assertEqual(rows[0][0], "refused")
+        self.assertIn("cannot read the git configuration", rows[0][1])
+        self.assert_complete_rows(2)
+
+    def test_corrupt_object(self):
+        blob = git(self.repo, "rev-parse", "HEAD:a.txt").strip()
+        path = f"{self.repo}/.git/objects/{blob[:2]}/{blob[2:]}"
+        os.chmod(path, 0o644)
+        with open(path, "wb") as f:
+            f.write(b"not a zlib stream at all")
+        self.serve()
+        r = self.call({"operation": "show", "revisions": ["HEAD:a.txt"]})
+        sc = r["result"]["structuredContent"]
+        self.assertNotEqual(sc["exit_status"], 0)
+        self.assertIn("corrupt", sc["stderr"])
+        self.assert_still_answers()
+        self.assert_complete_rows(2)
+
+    def test_unreadable_files(self):
+        # A loose object that is a directory (read fails with EISDIR), and an object
+        # directory outside the repository (the sandbox refuses the read).
+        blob = git(self.repo, "rev-parse", "HEAD:a.txt").strip()
+        path = f"{self.repo}/.git/objects/{blob[:2]}/{blob[2:]}"
+        os.remove(path)
+        os.mkdir(path)
+        self.serve()
+        r = self.call({"operation": "show", "revisions": ["HEAD:a.txt"]})
+        self.assertNotEqual(r["result"]["structuredContent"]["exit_status"], 0)
+        self.assertTrue(r["result"]["structuredContent"]["stderr"].strip())
+        outside = make_repo(self.d + "/other", {"o.txt": "outside-secret\n"})
+        os.rename(f"{self.repo}/.git/objects", f"{self.repo}/.git/objects.real")
+        os.symlink(f"{outside}/.git/objects", f"{self.repo}/.git/objects")
+        r = self.call({"operation": "log"})
+        self.assertTrue(r["result"]["isError"])
+        self.assertIn("outside", text_of(r))
+        self.assertNotIn("outside-secret", text_of(r))
+        self.assert_still_answers()
+        self.assert_complete_rows(3)
+
+    def test_a_ref_named_like_an_option(self):
+        head = git(self.repo, "rev-parse", "HEAD").strip()
+        for ref in ["heads/--output=pwned", "tags/--exec=touch", "heads/-p"]:
+            with open(f"{self.repo}/.git/refs/{ref}", "w") as f:
+                f.write(head + "\n")
+        pwned = self.repo + "/pwned"
+        self.serve()
+        for args in [{"operation": "branch"}, {"operation": "tag"}, {"operation": "log"},
+                     {"operation": "status"}]:
+            with self.subTest(args=args):
+                r = self.call(args)
+                self.assertFalse(r["result"]["isError"], text_of(r))
+        # Naming it is refused before git runs: a revision is never an option.
+        r = self.call({"operation": "log", "revisions": ["--output=pwned"]})
+        self.assertTrue(r["result"]["isError"])
+        self.assertFalse(os.path.exists(pwned))
+        self.assertFalse(os.path.exists(self.marker))
+        self.assert_still_answers()
+        self.assert_complete_rows(6)
+
+
 if __name__ == "__main__":
     unittest.main()
