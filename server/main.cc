@@ -33,6 +33,7 @@
 #include "storage/purge_worker.h"
 #include "sshca/ca.h"
 #include "tools/git_tool.h"
+#include "tools/sandbox.h"
 #include "tools/incus_client.h"
 #include "tools/incus_tool.h"
 #include "tools/local_tools.h"
@@ -201,6 +202,14 @@ int CheckConfig(const Args& a) {
             << "  audit database: " << c.audit.database << " (output kept " << c.audit.retention_seconds << " s)\n"
             << "  git repositories: " << c.git.repos.size() << "\n";
   for (const auto& [name, path] : c.git.repos) std::cout << "    " << name << " -> " << path << "\n";
+  if (!c.git.repos.empty()) {
+    const warden::tools::SandboxSupport& sandbox = warden::tools::ProbeSandbox();
+    std::cout << "  git sandbox: " << sandbox.Describe()
+              << (sandbox.landlock_abi == 0 ? " -- WARNING: without Landlock git may read files outside the "
+                                              "repositories (docs/git-hardening.md)"
+                                            : "")
+              << "\n";
+  }
   std::cout << "  incus: " << c.incus.server << ", projects: "
             << (c.incus.projects.empty() ? std::string("none (incus tools off)") : JoinNames(c.incus.projects))
             << "\n";

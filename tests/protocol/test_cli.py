@@ -41,6 +41,17 @@ class Cli(WardenTest):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("valid", r.stdout)
 
+    def test_check_config_says_how_git_is_confined(self):
+        d = self.tmpdir()
+        os.makedirs(os.path.join(d, "repo", ".git"))
+        path = os.path.join(d, "git.yaml")
+        with open(path, "w") as f:
+            f.write(f"git: {{repos: {{demo: {d}/repo}}}}\n")
+        r = run("check-config", "--config", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("git sandbox: ", r.stdout)
+        self.assertIn("seccomp network filter", r.stdout)
+
     def test_serve_refuses_a_broken_config_clearly(self):
         d = self.tmpdir()
         path = os.path.join(d, "bad.yaml")
