@@ -200,12 +200,37 @@ class WardenTest(unittest.TestCase):
         self.addCleanup(shutil.rmtree, d, True)
         return d
 
-    def slow_git(self, d, seconds):
-        """A real git behind a wrapper that first sleeps: a slow repository on demand.
+    SLOW_PATTERN = r"\(.*\)\(.*\)\(.*\)\(.*\)\(.*\)\1\2\3\4\5x"
 
-        The wrapper writes its pid so tests can check the process is gone after cancellation."""
-        path = os.path.join(d, "slow-git")
-        with open(path, "w") as f:
-            f.write(f"#!/bin/sh\necho $$ >> {d}/pids\nsleep {seconds}\nexec /usr/bin/git \"$@\"\n")
-        os.chmod(path, 0o755)
-        return path
+    def slow_call(self, repo, seconds):
+        """A git call that is slow because of the repository itself, ended by its timeout.
+
+        The repository gets a file on which a grep with back-references backtracks for far
+        longer than any test waits (glibc's regex engine is exponential there): a real,
+        sandboxed git, no wrapper. Returns the call's arguments."""
+        path = os.path.join(repo, "slow.txt")
+        if not os.path.exists(path):
+            with open(path, "w") as f:
+                f.write("a" * 200 + "\n")
+            git(repo, "add", "slow.txt")
+            git(repo, "commit", "-q", "-m", "a file that is slow to grep")
+        return {"operation": "grep", "pattern": self.SLOW_PATTERN, "paths": ["slow.txt"], "timeout_seconds": seconds}
+
+    @staticmethod
+    def git_children(warden_pid):
+        """Pids of the git processes Warden runs now that are grepping (its direct children)."""
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().split(b"\0")
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(") ", 1)[1].split()[1])
+            if ppid == warden_pid and b"grep" in cmdline and stat.rsplit(") ", 1)[1][0] != "Z":
+                pids.append(int(entry))
+        return sorted(pids)

@@ -1,6 +1,7 @@
 """Concurrency, cancellation, progress, limits and shutdown of the real binary.
 
-A slow call is a real git behind a wrapper that sleeps first (git.binary)."""
+A slow call is a real git on a repository that is slow to grep (harness.slow_call),
+ended by its own timeout where a test needs it to end."""
 import os
 import signal
 import time
@@ -27,38 +28,38 @@ class Lifecycle(WardenTest):
         self.d = self.tmpdir()
         self.repo = make_repo(self.d + "/r", {"a.txt": "hello 10.1.1.1\n"})
 
-    def start_slow(self, seconds=30, extra=""):
-        w = self.start(config_text=git_config({"demo": self.repo}, binary=self.slow_git(self.d, seconds)) + extra)
+    def start_slow(self, extra=""):
+        w = self.start(config_text=git_config({"demo": self.repo}) + extra)
         w.initialize()
         return w
 
-    def pids(self):
-        with open(self.d + "/pids") as f:
-            return [int(x) for x in f.read().split()]
+    def slow(self, seconds):
+        return {"name": "git", "arguments": {"repo": "demo", **self.slow_call(self.repo, seconds)}}
 
-    def wait_for_pids(self, n):
+    def wait_for_pids(self, w, n):
         for _ in range(200):
-            if os.path.exists(self.d + "/pids") and len(self.pids()) >= n:
-                return self.pids()
+            pids = self.git_children(w.proc.pid)
+            if len(pids) >= n:
+                return pids
             time.sleep(0.05)
         self.fail("the slow git never started")
 
     def test_a_slow_call_does_not_block_ping_or_another_request(self):
-        w = self.start_slow(seconds=5)
-        slow = w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}})
-        self.wait_for_pids(1)
+        w = self.start_slow()
+        slow = w.request("tools/call", self.slow(3))
+        self.wait_for_pids(w, 1)
         ping = w.request("ping")
         listing = w.request("tools/list")
         # The answers to ping and tools/list arrive while the slow call is still running.
         first = w.next_message()
         second = w.next_message()
         self.assertEqual({first["id"], second["id"]}, {ping, listing})
-        self.assertFalse(w.response(slow, timeout=60)["result"]["isError"])
+        self.assertEqual(w.response(slow, timeout=60)["result"]["structuredContent"]["status"], "timed_out")
 
     def test_cancellation_stops_the_command_and_sends_no_response(self):
-        w = self.start_slow(seconds=60)
-        rid = w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}})
-        pid = self.wait_for_pids(1)[0]
+        w = self.start_slow()
+        rid = w.request("tools/call", self.slow(60))
+        pid = self.wait_for_pids(w, 1)[0]
         self.assertTrue(alive(pid))
         w.notify("notifications/cancelled", {"requestId": rid, "reason": "user pressed escape"})
         # The process is gone once the audit row says cancelled.
@@ -73,12 +74,11 @@ class Lifecycle(WardenTest):
         self.assertEqual(pong["result"], {})
 
     def test_progress_notifications_carry_the_token(self):
-        w = self.start_slow(seconds=3)
+        w = self.start_slow()
         seen = []
-        rid = w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"},
-                                       "_meta": {"progressToken": "tok-1"}})
+        rid = w.request("tools/call", {**self.slow(3), "_meta": {"progressToken": "tok-1"}})
         r = w.response(rid, timeout=60, keep=seen)
-        self.assertFalse(r["result"]["isError"])
+        self.assertEqual(r["result"]["structuredContent"]["status"], "timed_out")
         progress = [m for m in seen if m.get("method") == "notifications/progress"]
         self.assertTrue(progress, seen)
         self.assertTrue(all(m["params"]["progressToken"] == "tok-1" for m in progress))
@@ -86,10 +86,10 @@ class Lifecycle(WardenTest):
         self.assertEqual(values, sorted(set(values)))  # strictly increasing
 
     def test_concurrency_limit_is_a_clear_error_not_a_hang(self):
-        w = self.start_slow(seconds=30, extra="server: {max_concurrent_calls: 2}\n")
-        a = w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}})
-        b = w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}})
-        self.wait_for_pids(2)
+        w = self.start_slow(extra="server: {max_concurrent_calls: 2}\n")
+        a = w.request("tools/call", self.slow(30))
+        b = w.request("tools/call", self.slow(30))
+        self.wait_for_pids(w, 2)
         c = w.response(w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}}))
         self.assertTrue(c["result"]["isError"])
         self.assertIn("max_concurrent_calls", text_of(c))
@@ -98,20 +98,20 @@ class Lifecycle(WardenTest):
         self.assertEqual(w.call("ping")["result"], {})
 
     def test_eof_lets_calls_in_flight_finish_and_audits_them(self):
-        w = self.start_slow(seconds=2)
-        rid = w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}})
-        self.wait_for_pids(1)
+        w = self.start_slow()
+        rid = w.request("tools/call", self.slow(2))
+        self.wait_for_pids(w, 1)
         w.proc.stdin.close()
-        r = w.response(rid, timeout=60)
-        self.assertFalse(r["result"]["isError"])
+        r = w.response(rid, timeout=60)  # the call runs to its own end (its timeout), then is answered
+        self.assertEqual(r["result"]["structuredContent"]["status"], "timed_out")
         self.assertEqual(w.proc.wait(timeout=60), 0)
-        self.assertEqual(w.audit("SELECT status FROM tool_calls"), [("completed",)])
+        self.assertEqual(w.audit("SELECT status FROM tool_calls"), [("timed_out",)])
         self.assertEqual(len(w.audit("SELECT ended_ms FROM sessions WHERE ended_ms IS NOT NULL")), 1)
 
     def test_sigterm_cancels_calls_in_flight_and_completes_their_rows(self):
-        w = self.start_slow(seconds=60)
-        w.request("tools/call", {"name": "git", "arguments": {"repo": "demo", "operation": "status"}})
-        pid = self.wait_for_pids(1)[0]
+        w = self.start_slow()
+        w.request("tools/call", self.slow(60))
+        pid = self.wait_for_pids(w, 1)[0]
         w.proc.send_signal(signal.SIGTERM)
         self.assertEqual(w.proc.wait(timeout=60), 0)
         self.assertEqual(w.audit("SELECT status FROM tool_calls"), [("cancelled",)])
