@@ -151,18 +151,42 @@ Result<std::unique_ptr<Ed25519Key>> Ed25519Key::FromPrivateKeyText(std::string_v
   return std::unique_ptr<Ed25519Key>(new Ed25519Key(pkey, std::move(pub.value())));
 }
 
-std::string Ed25519Key::PublicKeyBlob() const {
+std::string Ed25519PublicKeyBlob(std::string_view public_key) {
   std::string blob;
   WireWriter w(&blob);
   w.String(kKeyType);
-  w.String(public_key_);
+  w.String(public_key);
   return blob;
 }
 
-std::string Ed25519Key::PublicKeyLine(std::string_view comment) const {
-  std::string line = std::string(kKeyType) + " " + Base64Encode(PublicKeyBlob());
+std::string Ed25519PublicKeyLine(std::string_view public_key, std::string_view comment) {
+  std::string line = std::string(kKeyType) + " " + Base64Encode(Ed25519PublicKeyBlob(public_key));
   if (!comment.empty()) line += " " + std::string(comment);
   return line;
+}
+
+bool VerifyEd25519(std::string_view public_key, std::string_view data, std::string_view signature) {
+  if (public_key.size() != kKeyBytes || signature.size() != kSignatureBytes) return false;
+  EVP_PKEY* pkey = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
+                                               reinterpret_cast<const unsigned char*>(public_key.data()), kKeyBytes);
+  if (pkey == nullptr) {
+    ERR_clear_error();
+    return false;
+  }
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  bool ok = ctx != nullptr && EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, pkey) == 1 &&
+            EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(signature.data()), signature.size(),
+                             reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+  EVP_MD_CTX_free(ctx);
+  EVP_PKEY_free(pkey);
+  ERR_clear_error();
+  return ok;
+}
+
+std::string Ed25519Key::PublicKeyBlob() const { return Ed25519PublicKeyBlob(public_key_); }
+
+std::string Ed25519Key::PublicKeyLine(std::string_view comment) const {
+  return Ed25519PublicKeyLine(public_key_, comment);
 }
 
 std::string Ed25519Key::Fingerprint() const { return FingerprintOfBlob(PublicKeyBlob()); }

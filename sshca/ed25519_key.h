@@ -76,4 +76,13 @@ class Ed25519Key {
 // FingerprintOfBlob is "SHA256:<unpadded base64 of SHA-256(blob)>".
 std::string FingerprintOfBlob(std::string_view blob);
 
+// The same public forms from a raw 32-byte Ed25519 public key, for keys whose
+// private half is not in this process (sshca/pkcs11_signer.h).
+std::string Ed25519PublicKeyBlob(std::string_view public_key);
+std::string Ed25519PublicKeyLine(std::string_view public_key, std::string_view comment);
+
+// VerifyEd25519 tells whether `signature` (64 bytes) is a valid Ed25519
+// signature of `data` under the raw 32-byte `public_key` (OpenSSL).
+bool VerifyEd25519(std::string_view public_key, std::string_view data, std::string_view signature);
+
 }  // namespace warden::sshca
