@@ -10,6 +10,8 @@
 #include <filesystem>
 
 #include "core/config.h"
+#include "sshca/pkcs11_signer.h"
+#include "sshca/secret_file.h"
 
 namespace warden::sshca {
 namespace {
@@ -24,12 +26,6 @@ constexpr size_t kMaxPrincipals = 256;
 constexpr size_t kMaxCommand = 64 * 1024;
 
 std::string Errno(int e) { return std::strerror(e); }
-
-std::string Octal(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof buf, "%04o", static_cast<unsigned>(mode & 07777));
-  return buf;
-}
 
 bool Printable(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
@@ -86,46 +82,6 @@ uint64_t RandomSerial() {
   }
 }
 
-// ReadKeyFile reads a small file into `out` without reallocating it, after
-// checking that only its owner may access it.
-Status ReadKeyFile(const std::string& path, SecretString* out) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
-  if (fd < 0) {
-    int e = errno;
-    if (e == ENOENT)
-      return NotFound("CA key file " + path +
-                      " does not exist; create one with `warden ca init` (or set ssh.ca_key in the config)");
-    return PermissionDenied("cannot open CA key file " + path + ": " + Errno(e));
-  }
-  Status status = Status::Ok();
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    status = Unavailable("cannot stat CA key file " + path + ": " + Errno(errno));
-  } else if (!S_ISREG(st.st_mode)) {
-    status = InvalidArgument("CA key file " + path + " is not a regular file");
-  } else if ((st.st_mode & 077) != 0) {
-    status = PermissionDenied("CA key file " + path + " is accessible by group or others (mode " +
-                              Octal(st.st_mode) + "); run chmod 600 " + path +
-                              " (in Kubernetes: defaultMode: 0400 on the Secret volume)");
-  } else if (st.st_size <= 0 || static_cast<size_t>(st.st_size) > kMaxKeyFileBytes) {
-    status = InvalidArgument("CA key file " + path + " has an implausible size for a private key");
-  } else {
-    out->bytes.reserve(static_cast<size_t>(st.st_size) + 1);
-    out->bytes.resize(static_cast<size_t>(st.st_size));
-    size_t got = 0;
-    while (got < out->bytes.size()) {
-      ssize_t n = ::read(fd, out->bytes.data() + got, out->bytes.size() - got);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      got += static_cast<size_t>(n);
-    }
-    out->bytes.resize(got);
-    if (got == 0) status = Unavailable("cannot read CA key file " + path);
-  }
-  ::close(fd);
-  return status;
-}
-
 Status WriteAll(int fd, std::string_view data) {
   while (!data.empty()) {
     ssize_t n = ::write(fd, data.data(), data.size());
@@ -145,10 +101,29 @@ std::string Certificate::OpenSshLine() const { return std::string(kCertType) + "
 Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::LoadFile(const std::string& path) {
   if (path.empty()) return InvalidArgument("no CA key file given");
   SecretString text;
-  if (Status s = ReadKeyFile(path, &text); !s.ok()) return s;
+  if (Status s = ReadSecretFile(path, "CA key file",
+                                "create one with `warden ca init` (or set ssh.ca_key in the config)",
+                                kMaxKeyFileBytes, &text);
+      !s.ok())
+    return s;
   Result<std::unique_ptr<Ed25519Key>> key = Ed25519Key::FromPrivateKeyText(text.bytes);
   if (!key.ok()) return InvalidArgument("CA key file " + path + ": " + key.status().message());
-  return std::make_unique<CertificateAuthority>(std::move(key.value()));
+  return std::make_unique<CertificateAuthority>(
+      std::make_unique<FileSigner>(std::move(key.value()), "CA key file " + path));
+}
+
+bool IsPkcs11Uri(std::string_view ca_key) { return ca_key.substr(0, 7) == "pkcs11:"; }
+
+Result<std::unique_ptr<CertificateAuthority>> CertificateAuthority::Open(const CaKeySource& source) {
+  if (!IsPkcs11Uri(source.ca_key)) {
+    if (!source.pkcs11_module.empty() || !source.pkcs11_pin_file.empty())
+      return InvalidArgument("ssh.pkcs11_module and ssh.pkcs11_pin_file apply only when ssh.ca_key is a pkcs11: URI");
+    return LoadFile(source.ca_key);
+  }
+  Result<std::unique_ptr<Pkcs11Signer>> signer =
+      Pkcs11Signer::Open({source.ca_key, source.pkcs11_module, source.pkcs11_pin_file});
+  if (!signer.ok()) return signer.status();
+  return std::make_unique<CertificateAuthority>(std::unique_ptr<Signer>(std::move(signer.value())));
 }
 
 Result<Certificate> CertificateAuthority::Issue(const CertificateRequest& request, std::string_view subject_public_key,
@@ -184,9 +159,9 @@ Result<Certificate> CertificateAuthority::Issue(const CertificateRequest& reques
   w.String(CriticalOptions(request));
   w.String("");  // extensions: none, so no pty, forwarding, agent or user rc
   w.String("");  // reserved
-  w.String(key_->PublicKeyBlob());
+  w.String(Ed25519PublicKeyBlob(signer_->public_key()));
   // The signature covers every field above, the signature key included.
-  Result<std::string> signature = key_->Sign(cert.blob);
+  Result<std::string> signature = signer_->Sign(cert.blob);
   if (!signature.ok()) return signature.status();
   std::string signature_blob;
   WireWriter sw(&signature_blob);
@@ -233,6 +208,11 @@ Result<std::string> CreateCaKeyFile(const std::string& path) {
     return Unavailable("cannot write " + path + ": " + status.message());
   }
   return key.value()->PublicKeyLine("warden-ssh-ca");
+}
+
+Result<std::string> CreateCaKey(const CaKeySource& source) {
+  if (!IsPkcs11Uri(source.ca_key)) return CreateCaKeyFile(source.ca_key);
+  return CreatePkcs11CaKey({source.ca_key, source.pkcs11_module, source.pkcs11_pin_file});
 }
 
 }  // namespace warden::sshca

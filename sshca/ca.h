@@ -16,12 +16,17 @@
 //     user rc (OpenSSH grants nothing that is not listed);
 //   - the serial is random (64 bits, never 0) and the nonce is 32 random bytes.
 //
+// Signing: the certificate is built here; only the signature over its bytes
+// is asked of a Signer (sshca/signer.h): the CA key file loaded into this
+// process (the default), or a key inside a PKCS#11 token that never enters
+// this process (sshca/pkcs11_signer.h; ssh.ca_key: pkcs11:...).
+//
 // Key material: the CA key is never logged and never leaves this module;
 // certificates hold only public data. Error messages never quote key bytes.
 //
 // Trust: the CA key file is operator input, refused when group or others may
-// access it. CertificateRequest comes from trusted code (the ssh_run tool) but
-// is checked before anything is signed.
+// access it; so is a PKCS#11 URI with its module and PIN file. CertificateRequest
+// comes from trusted code (the ssh_run tool) but is checked before anything is signed.
 //
 // Thread safety: a const CertificateAuthority may issue from many threads.
 #pragma once
@@ -36,6 +41,7 @@
 #include "core/clock.h"
 #include "core/result.h"
 #include "sshca/ed25519_key.h"
+#include "sshca/signer.h"
 
 namespace warden::sshca {
 
@@ -72,9 +78,27 @@ struct Certificate {
   std::string OpenSshLine() const;
 };
 
+// CaKeySource is where the CA key is: ssh.ca_key and, for a PKCS#11 URI, the
+// module and PIN file keys (see sshca/pkcs11_signer.h).
+struct CaKeySource {
+  std::string ca_key;           // a file path, or an RFC 7512 "pkcs11:" URI
+  std::string pkcs11_module;    // ssh.pkcs11_module
+  std::string pkcs11_pin_file;  // ssh.pkcs11_pin_file
+};
+
+// IsPkcs11Uri tells whether ssh.ca_key names a key in a PKCS#11 token.
+bool IsPkcs11Uri(std::string_view ca_key);
+
 class CertificateAuthority {
  public:
-  explicit CertificateAuthority(std::unique_ptr<Ed25519Key> key) : key_(std::move(key)) {}
+  explicit CertificateAuthority(std::unique_ptr<Signer> signer) : signer_(std::move(signer)) {}
+  // A CA whose key is `key`, in memory (tests and benchmarks).
+  explicit CertificateAuthority(std::unique_ptr<Ed25519Key> key)
+      : signer_(std::make_unique<FileSigner>(std::move(key), "in-memory CA key")) {}
+
+  // Open is LoadFile for a path, and a Pkcs11Signer for a "pkcs11:" URI
+  // (errors as Pkcs11Signer::Open). The pkcs11 keys are refused with a path.
+  static Result<std::unique_ptr<CertificateAuthority>> Open(const CaKeySource& source);
 
   // LoadFile reads the CA key from `path` (OpenSSH or PKCS#8 PEM, unencrypted
   // Ed25519). Symlinks are followed (a Kubernetes Secret mount is a symlink).
@@ -87,18 +111,22 @@ class CertificateAuthority {
 
   // Issue signs a certificate for `subject_public_key` (32 raw Ed25519
   // bytes) with the validity taken from `clock`. Errors: InvalidArgument for
-  // a request outside the limits above (the message names the field),
-  // Internal when signing fails.
+  // a request outside the limits above (the message names the field); when
+  // signing fails, the Signer's error (Internal for a key file; for a token
+  // Unavailable, PermissionDenied... naming the token and the CKR).
   Result<Certificate> Issue(const CertificateRequest& request, std::string_view subject_public_key,
                             const Clock& clock) const;
 
   // PublicKeyLine is the line for sshd's TrustedUserCAKeys file.
-  std::string PublicKeyLine() const { return key_->PublicKeyLine("warden-ssh-ca"); }
+  std::string PublicKeyLine() const { return Ed25519PublicKeyLine(signer_->public_key(), "warden-ssh-ca"); }
   // Fingerprint is "SHA256:..." of the CA public key (safe to log).
-  std::string Fingerprint() const { return key_->Fingerprint(); }
+  std::string Fingerprint() const { return FingerprintOfBlob(Ed25519PublicKeyBlob(signer_->public_key())); }
+  // Describe says where the key is (safe to log): Signer::Describe().
+  std::string Describe() const { return signer_->Describe(); }
+  const Signer& signer() const { return *signer_; }
 
  private:
-  std::unique_ptr<Ed25519Key> key_;
+  std::unique_ptr<Signer> signer_;
 };
 
 // CreateCaKeyFile generates a CA key and writes it to `path` in OpenSSH
@@ -108,5 +136,9 @@ class CertificateAuthority {
 // Errors: FailedPrecondition (file exists), Unavailable (I/O errors, with
 // strerror), Internal (key generation). A partly written file is removed.
 Result<std::string> CreateCaKeyFile(const std::string& path);
+
+// CreateCaKey is CreateCaKeyFile for a path and CreatePkcs11CaKey (the key
+// pair generated inside the token, never extractable) for a "pkcs11:" URI.
+Result<std::string> CreateCaKey(const CaKeySource& source);
 
 }  // namespace warden::sshca
