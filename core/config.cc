@@ -242,11 +242,30 @@ void ReadSshHost(Reader& r, const YAML::Node& h, const std::string& key, const f
 }
 
 void ReadSsh(Reader& r, const YAML::Node& s, const fs::path& base, SshConfig* c) {
-  if (!r.Map(s, "ssh", {"ca_key", "cert_ttl_seconds", "clock_skew_seconds", "source_addresses",
-                        "connect_timeout_seconds", "timeout_seconds", "max_timeout_seconds", "hosts"}))
+  if (!r.Map(s, "ssh", {"ca_key", "pkcs11_module", "pkcs11_pin_file", "cert_ttl_seconds", "clock_skew_seconds",
+                        "source_addresses", "connect_timeout_seconds", "timeout_seconds", "max_timeout_seconds",
+                        "hosts"}))
     return;
   r.Str(s, "ssh", "ca_key", &c->ca_key);
-  if (!c->ca_key.empty()) c->ca_key = Absolute(c->ca_key, base);
+  // An RFC 7512 URI names a key inside a PKCS#11 token (sshca/pkcs11_signer.h
+  // checks the rest); anything else is a file path.
+  const bool pkcs11 = c->ca_key.rfind("pkcs11:", 0) == 0;
+  if (pkcs11 && c->ca_key.find("pin-value") != std::string::npos)
+    r.Error(s["ca_key"], "ssh.ca_key",
+            "must not carry the PIN (pin-value): put it in a file (mode 0600) named by ssh.pkcs11_pin_file");
+  else if (!c->ca_key.empty() && !pkcs11)
+    c->ca_key = Absolute(c->ca_key, base);
+  r.Str(s, "ssh", "pkcs11_module", &c->pkcs11_module);
+  r.Str(s, "ssh", "pkcs11_pin_file", &c->pkcs11_pin_file);
+  if (!pkcs11) {
+    for (const char* name : {"pkcs11_module", "pkcs11_pin_file"})
+      if (s[name].IsDefined() && !s[name].IsNull())
+        r.Error(s[name], std::string("ssh.") + name, "applies only when ssh.ca_key is a pkcs11: URI (RFC 7512)");
+  } else {
+    if (!c->pkcs11_module.empty() && !fs::path(c->pkcs11_module).is_absolute())
+      r.Error(s["pkcs11_module"], "ssh.pkcs11_module", "must be an absolute path (e.g. /usr/lib/softhsm/libsofthsm2.so)");
+    if (!c->pkcs11_pin_file.empty()) c->pkcs11_pin_file = Absolute(c->pkcs11_pin_file, base);
+  }
   // Above 900 is accepted and capped at issuance (check-config warns).
   r.Int(s, "ssh", "cert_ttl_seconds", &c->cert_ttl_seconds, 10, 86400);
   r.Int(s, "ssh", "clock_skew_seconds", &c->clock_skew_seconds, 0, 300);

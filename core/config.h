@@ -59,7 +59,9 @@ struct SshHostConfig {
 };
 
 struct SshConfig {
-  std::string ca_key;                        // default: <state_dir>/ca/ssh_ca
+  std::string ca_key;                        // a file (default: <state_dir>/ca/ssh_ca) or a "pkcs11:" URI
+  std::string pkcs11_module;                 // with a pkcs11: ca_key: the PKCS#11 library (absolute path)
+  std::string pkcs11_pin_file;               // with a pkcs11: ca_key: the file holding the token's user PIN
   int cert_ttl_seconds = 300;                // capped at issuance to 900 (sshca::kMaxCertificateLifetime)
   int clock_skew_seconds = 30;               // valid_after = now - skew
   std::vector<std::string> source_addresses; // CIDRs for source-address; required when hosts exist

@@ -56,10 +56,14 @@ usage:
   warden anonymize [--config FILE] [--explain]
       Filter stdin to stdout through the anonymizer the server uses.
       --explain lists each span (offsets, rule, category) on stderr, never the value.
-  warden ca init [--config FILE] [--state-dir DIR]
+  warden ca init [--config FILE] [--state-dir DIR] [--pkcs11 URI]
       Create Warden's SSH CA key (Ed25519) at ssh.ca_key, default <state_dir>/ca/ssh_ca
       (mode 0600, directory 0700); never overwrites. Prints the public key line.
-  warden ca pubkey [--config FILE] [--state-dir DIR]
+      With a pkcs11: URI (--pkcs11, or as ssh.ca_key) the key pair is generated
+      inside the PKCS#11 token, sensitive and non-extractable; the module and PIN
+      file come from ssh.pkcs11_module / ssh.pkcs11_pin_file or the URI's
+      module-path / pin-source.
+  warden ca pubkey [--config FILE] [--state-dir DIR] [--pkcs11 URI]
       Print the line to put in each target's sshd TrustedUserCAKeys file.
   warden canary [--config FILE] [--state-dir DIR] [--reset]
       Self-test: run every canary (one per rule family, fresh fake values)
@@ -90,6 +94,7 @@ struct Args {
   std::string format = "text";  // text | json | prometheus
   std::string since;
   std::string tool;
+  std::string pkcs11;  // `warden ca ... --pkcs11 URI`
   std::string error;
 };
 
@@ -115,6 +120,7 @@ Args Parse(int argc, char** argv) {
     else if (s == "--prometheus") a.format = "prometheus";
     else if (s == "--since") value(&a.since);
     else if (s == "--tool") value(&a.tool);
+    else if (s == "--pkcs11") value(&a.pkcs11);
     else if (!s.empty() && s[0] != '-' && a.command.empty()) a.command = s;
     else if (!s.empty() && s[0] != '-' && a.command == "ca" && a.subcommand.empty()) a.subcommand = s;
     else a.error = "unknown argument: " + s;
@@ -174,6 +180,11 @@ warden::Result<Stages> BuildStages(const warden::Config& c) {
   return st;
 }
 
+// CaSource: where ssh.ca_key says the CA key is (a file or a PKCS#11 token).
+warden::sshca::CaKeySource CaSource(const warden::SshConfig& ssh) {
+  return {ssh.ca_key, ssh.pkcs11_module, ssh.pkcs11_pin_file};
+}
+
 std::string JoinNames(const std::vector<std::string>& names) {
   std::string out;
   for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
@@ -218,6 +229,16 @@ int CheckConfig(const Args& a) {
             << (c.anonymizer.layer2.enabled ? "on, on_unavailable: " + c.anonymizer.layer2.on_unavailable : "off")
             << "\n";
   std::cout << "  ssh hosts: " << c.ssh.hosts.size() << " (CA key " << c.ssh.ca_key << ")\n";
+  // The CA is opened as `serve` would open it: a wrong PIN, a missing token
+  // or key, or a module that is not PKCS#11 shows here, not at the first call.
+  if (!c.ssh.hosts.empty() || warden::sshca::IsPkcs11Uri(c.ssh.ca_key)) {
+    auto ca = warden::sshca::CertificateAuthority::Open(CaSource(c.ssh));
+    if (!ca.ok()) {
+      std::cerr << a.config << ": ssh.ca_key: " << ca.status().message() << "\n";
+      return 1;
+    }
+    std::cout << "  ssh CA: " << ca.value()->Fingerprint() << " (" << ca.value()->Describe() << ")\n";
+  }
   for (const auto& [name, h] : c.ssh.hosts)
     std::cout << "    " << name << " -> " << h.user << "@" << h.address << ":" << h.port
               << (h.force_command ? "" : " (force-command disabled: " + h.force_command_disabled_reason + ")") << "\n";
@@ -232,20 +253,33 @@ int CheckConfig(const Args& a) {
 int Ca(const Args& a) {
   warden::ConfigLoad load = LoadOrExplain(a);
   if (!load.ok()) return 1;
-  const std::string& path = load.config.ssh.ca_key;
+  warden::sshca::CaKeySource source = CaSource(load.config.ssh);
+  if (!a.pkcs11.empty()) {
+    if (!warden::sshca::IsPkcs11Uri(a.pkcs11)) {
+      std::cerr << "warden ca: --pkcs11 takes an RFC 7512 URI (pkcs11:token=...;object=...)\n";
+      return 2;
+    }
+    source.ca_key = a.pkcs11;
+  }
+  const std::string& path = source.ca_key;
+  const bool token = warden::sshca::IsPkcs11Uri(path);
   if (a.subcommand == "init") {
-    warden::Result<std::string> line = warden::sshca::CreateCaKeyFile(path);
+    warden::Result<std::string> line = warden::sshca::CreateCaKey(source);
     if (!line.ok()) {
       std::cerr << "warden ca init: " << line.status().message() << "\n";
       return 1;
     }
-    std::cerr << "warden ca init: created " << path << " (mode 0600); put this line in each target's "
-              << "TrustedUserCAKeys file:\n";
+    if (token)
+      std::cerr << "warden ca init: generated the CA key inside the token (sensitive, not extractable) as " << path
+                << "; use that URI as ssh.ca_key. Put this line in each target's TrustedUserCAKeys file:\n";
+    else
+      std::cerr << "warden ca init: created " << path << " (mode 0600); put this line in each target's "
+                << "TrustedUserCAKeys file:\n";
     std::cout << line.value() << "\n";
     return 0;
   }
   if (a.subcommand == "pubkey") {
-    auto ca = warden::sshca::CertificateAuthority::LoadFile(path);
+    auto ca = warden::sshca::CertificateAuthority::Open(source);
     if (!ca.ok()) {
       std::cerr << "warden ca pubkey: " << ca.status().message() << "\n";
       return 1;
@@ -484,12 +518,12 @@ int Serve(const Args& a) {
   tools.push_back(std::make_unique<warden::tools::GitTool>(config.git));
   if (!config.ssh.hosts.empty()) {
     // ssh_run signs every call with the CA; without it the hosts are unusable, so refuse to start.
-    auto ca = warden::sshca::CertificateAuthority::LoadFile(config.ssh.ca_key);
+    auto ca = warden::sshca::CertificateAuthority::Open(CaSource(config.ssh));
     if (!ca.ok()) {
       spdlog::critical("{}; ssh.hosts are configured and ssh_run needs Warden's SSH CA key", ca.status().message());
       return 1;
     }
-    spdlog::info("ssh CA {} loaded from {}; {} ssh host(s)", ca.value()->Fingerprint(), config.ssh.ca_key,
+    spdlog::info("ssh CA {} ({}); {} ssh host(s)", ca.value()->Fingerprint(), ca.value()->Describe(),
                  config.ssh.hosts.size());
     tools.push_back(std::make_unique<warden::tools::SshTool>(config.ssh, std::move(ca.value()), clock));
   }

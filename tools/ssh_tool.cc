@@ -467,7 +467,12 @@ Result<RawOutput> SshTool::Run(const json::object& args, CallContext& ctx) {
   cr.lifetime = std::chrono::seconds(config_.cert_ttl_seconds);
   cr.clock_skew = std::chrono::seconds(config_.clock_skew_seconds);
   Result<sshca::Certificate> cert = ca_->Issue(cr, key.value()->public_key(), clock_);
-  if (!cert.ok()) return Internal("cannot issue the call's certificate: " + cert.status().message());
+  if (!cert.ok()) {
+    // A request Warden built itself is a bug when refused; a CA in a token
+    // that cannot sign now (Unavailable, PermissionDenied...) keeps its code.
+    const Code code = cert.status().code() == Code::kInvalidArgument ? Code::kInternal : cert.status().code();
+    return Status(code, "cannot issue the call's certificate: " + cert.status().message());
+  }
   const sshca::Certificate& c = cert.value();
   out.metadata = {{"cert_serial", std::to_string(c.serial)},
                   {"key_id", c.key_id},

@@ -73,7 +73,9 @@ class SshTool : public Tool {
   // ssh.connect_timeout_seconds, connection lost), PermissionDenied (host key
   // unknown or changed: nothing was sent for authentication; or the host
   // refused the certificate: the message names its serial and key id),
-  // Internal (key or certificate could not be made).
+  // Internal (key or certificate could not be made), or the CA signer's own
+  // error when a CA key in a PKCS#11 token cannot sign (Unavailable,
+  // PermissionDenied, FailedPrecondition; the message names the token).
   // OK: the command ran to its end, or was stopped by timeout_seconds
   // (timed_out) or cancellation (cancelled). metadata: cert_serial, key_id,
   // principals, valid_after, valid_before (Unix seconds), host, address
