@@ -6,10 +6,12 @@ set -euo pipefail
 
 pkgs=(g++ cmake ninja-build pkg-config git
       libboost1.81-dev libboost-json1.81-dev libssl-dev libre2-dev libsqlite3-dev
-      libspdlog-dev libyaml-cpp-dev libssh-dev)
+      libspdlog-dev libyaml-cpp-dev libssh-dev
+      libp11-kit-dev)                                           # PKCS#11 header and RFC 7512 URI parser (CA in an HSM)
 if [ "${1:-}" = "--tests" ]; then
   pkgs+=(catch2 python3 sqlite3 openssh-server openssh-client  # ssh tests start a real sshd
-         clang libclang-rt-14-dev)                              # libFuzzer for the anonymizer fuzz test
+         clang libclang-rt-14-dev                               # libFuzzer for the anonymizer fuzz test
+         softhsm2 opensc)                                       # a real PKCS#11 token (and pkcs11-tool) for the CA tests
   # The reference MCP clients need Node.js and npm; keep an existing Node.js install.
   command -v node >/dev/null || pkgs+=(nodejs)
   command -v npm >/dev/null || pkgs+=(npm)

@@ -145,6 +145,49 @@ TEST_CASE("hosts without source_addresses are refused: a certificate must be bou
   CHECK_THAT(Errors(load), Catch::Contains(file + ":2:3: ssh.source_addresses: is required when ssh.hosts are configured"));
 }
 
+TEST_CASE("a pkcs11: ca_key is kept as written, with its module and PIN file") {
+  TempDir d;
+  const std::string file = (d.path() / "w.yaml").string();
+  WriteFile(file, R"(ssh:
+  ca_key: "pkcs11:token=warden-ca;object=ca"
+  pkcs11_module: /usr/lib/softhsm/libsofthsm2.so
+  pkcs11_pin_file: secrets/pin
+)");
+  ConfigLoad load = LoadConfig(file);
+  INFO(Errors(load));
+  REQUIRE(load.ok());
+  CHECK(load.config.ssh.ca_key == "pkcs11:token=warden-ca;object=ca");
+  CHECK(load.config.ssh.pkcs11_module == "/usr/lib/softhsm/libsofthsm2.so");
+  CHECK(load.config.ssh.pkcs11_pin_file == (d.path() / "secrets/pin").string());
+}
+
+TEST_CASE("pkcs11 settings are refused where they cannot mean what they say") {
+  TempDir d;
+  struct Case {
+    const char* yaml;
+    const char* error;
+  };
+  for (const Case& c : {
+           Case{"ssh:\n  ca_key: \"pkcs11:token=t;object=ca?pin-value=123456\"\n",
+                ":2:11: ssh.ca_key: must not carry the PIN (pin-value)"},
+           Case{"ssh:\n  ca_key: \"pkcs11:token=t;object=ca\"\n  pkcs11_module: lib/softhsm2.so\n",
+                ":3:18: ssh.pkcs11_module: must be an absolute path"},
+           Case{"ssh:\n  ca_key: /etc/warden/ssh_ca\n  pkcs11_pin_file: /etc/warden/pin\n",
+                ":3:20: ssh.pkcs11_pin_file: applies only when ssh.ca_key is a pkcs11: URI"},
+           Case{"ssh:\n  pkcs11_module: /usr/lib/softhsm/libsofthsm2.so\n",
+                ":2:18: ssh.pkcs11_module: applies only when ssh.ca_key is a pkcs11: URI"},
+       }) {
+    const std::string file = (d.path() / "bad.yaml").string();
+    WriteFile(file, c.yaml);
+    ConfigLoad load = LoadConfig(file);
+    const std::string errors = Errors(load);
+    INFO(errors);
+    REQUIRE_FALSE(load.ok());
+    CHECK_THAT(errors, Catch::Contains(file + c.error));
+    CHECK_THAT(errors, !Catch::Contains("123456"));
+  }
+}
+
 TEST_CASE("IsCidr takes what OpenSSH's source-address takes") {
   for (const char* ok : {"10.0.0.5", "10.0.0.0/8", "0.0.0.0/0", "127.0.0.1/32", "::1", "2001:db8::/32", "::/0"})
     CHECK(IsCidr(ok));

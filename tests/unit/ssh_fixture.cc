@@ -45,10 +45,11 @@ int FreePort() {
 
 }  // namespace
 
-CommandResult Run(const std::vector<std::string>& argv) {
+CommandResult Run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env) {
   tools::ProcessSpec spec;
   spec.argv = argv;
   spec.env = {{"PATH", "/usr/sbin:/usr/bin:/bin"}, {"HOME", "/nonexistent"}, {"LC_ALL", "C"}, {"TZ", "UTC"}};
+  for (const auto& [name, value] : extra_env) spec.env[name] = value;
   spec.timeout = 60s;
   CancellationToken cancel;
   Result<RawOutput> r = tools::RunProcess(spec, cancel, {});

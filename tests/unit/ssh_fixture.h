@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,8 +38,9 @@ struct CommandResult {
 };
 
 // Run executes argv (never through a shell) with PATH=/usr/sbin:/usr/bin:/bin,
-// stdin /dev/null, and a 60 s limit.
-CommandResult Run(const std::vector<std::string>& argv);
+// stdin /dev/null, and a 60 s limit; `extra_env` is added to that environment
+// (e.g. SOFTHSM2_CONF for SoftHSM's tools).
+CommandResult Run(const std::vector<std::string>& argv, const std::map<std::string, std::string>& extra_env = {});
 
 // WriteFile writes `text` to `path` with `mode`.
 void WriteFile(const fs::path& path, const std::string& text, fs::perms mode = fs::perms(0644));

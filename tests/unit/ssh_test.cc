@@ -21,6 +21,9 @@
 #include "core/config.h"
 #include "core/json_schema.h"
 #include "sshca/ca.h"
+#include "sshca/pkcs11.h"
+#include "sshca/pkcs11_signer.h"
+#include "tests/unit/softhsm_fixture.h"
 #include "tests/unit/ssh_fixture.h"
 #include "tools/ssh_tool.h"
 
@@ -33,20 +36,38 @@ using namespace std::chrono_literals;
 using testing::CommandResult;
 using testing::ReadFile;
 using testing::Run;
+using testing::SoftHsm;
 using testing::Sshd;
 using testing::TempDir;
 using testing::WriteFile;
 
 constexpr const char* kSession = "test-session";
 
+// Where the Lab's CA key is: in Warden's memory (as from a key file), or
+// inside a PKCS#11 token (SoftHSM2, a fresh token in a scratch directory).
+enum class CaKind { kFile, kToken };
+const char* Name(CaKind kind) { return kind == CaKind::kFile ? "CA key in memory" : "CA key in a PKCS#11 token"; }
+
 // Lab is one sshd, the CA it trusts, and an ssh_run configuration whose host
 // "target" is that sshd (key pinned, source 127.0.0.1).
 struct Lab {
-  Lab() {
+  explicit Lab(CaKind kind = CaKind::kFile) {
     ::signal(SIGPIPE, SIG_IGN);
-    auto key = sshca::Ed25519Key::Generate();
-    REQUIRE(key.ok());
-    ca = std::make_shared<sshca::CertificateAuthority>(std::move(key.value()));
+    if (kind == CaKind::kToken) {
+      if (!SoftHsm::Available()) FAIL("SoftHSM2 is not installed: run scripts/setup.sh --tests");
+      auto started = SoftHsm::Start();
+      INFO((started.ok() ? "" : started.status().message()));
+      REQUIRE(started.ok());
+      hsm = std::move(started.value());
+      auto token_ca = hsm->CreateCa();
+      INFO((token_ca.ok() ? "" : token_ca.status().message()));
+      REQUIRE(token_ca.ok());
+      ca = std::move(token_ca.value());
+    } else {
+      auto key = sshca::Ed25519Key::Generate();
+      REQUIRE(key.ok());
+      ca = std::make_shared<sshca::CertificateAuthority>(std::move(key.value()));
+    }
     auto started = Sshd::Start(*ca);
     INFO((started.ok() ? "" : started.status().message()));
     REQUIRE(started.ok());
@@ -72,6 +93,7 @@ struct Lab {
 
   std::string KeyId(const std::string& call_id) const { return "warden:" + call_id + ":" + kSession + ":ssh_run"; }
 
+  std::unique_ptr<SoftHsm> hsm;  // outlives the CA that uses its token
   std::shared_ptr<sshca::CertificateAuthority> ca;
   std::unique_ptr<Sshd> sshd;
   SshConfig config;
@@ -129,7 +151,9 @@ std::set<std::string> Listing(const fs::path& dir) {
 }
 
 TEST_CASE("runs a command: stdout, stderr and exit status apart, and sshd accepted the call's certificate") {
-  Lab lab;
+  const CaKind kind = GENERATE(CaKind::kFile, CaKind::kToken);
+  INFO(Name(kind));
+  Lab lab(kind);
   Result<RawOutput> r = lab.Call(Args("echo out; echo err >&2; exit 3"), "call-ok");
   INFO((r.ok() ? "" : r.status().ToString()));
   REQUIRE(r.ok());
@@ -235,9 +259,11 @@ TEST_CASE("certificates that sshd must refuse are refused, each for the reason s
        [](Lab& l) { REQUIRE(l.sshd->WriteKrl("id: " + l.KeyId("call-revoked") + "\n").ok()); }, {}, "call-revoked",
        "revoked by file"},
   };
+  const CaKind kind = GENERATE(CaKind::kFile, CaKind::kToken);
+  INFO(Name(kind));
   for (const Case& c : cases) {
     SECTION(c.name) {
-      Lab lab;
+      Lab lab(kind);
       c.setup(lab);
       ManualClock at(std::chrono::system_clock::now() + c.shift);
       Result<RawOutput> r = lab.Call(Args("echo must-not-run"), c.call_id, &at);
@@ -250,6 +276,45 @@ TEST_CASE("certificates that sshd must refuse are refused, each for the reason s
       CHECK(lab.sshd->Log().find("Accepted") == std::string::npos);
     }
   }
+}
+
+TEST_CASE("a token session that broke between calls is reopened, and sshd accepts the certificate") {
+  Lab lab(CaKind::kToken);
+  REQUIRE(lab.Call(Args("echo first"), "call-first").ok());
+  {
+    // Another component of the process closes every session on the token.
+    auto module = sshca::pkcs11::Module::Load(SoftHsm::ModulePath());
+    REQUIRE(module.ok());
+    std::lock_guard<std::mutex> lock(module.value()->mutex());
+    auto uri = sshca::pkcs11::ParseUri(lab.hsm->Uri());
+    REQUIRE(uri.ok());
+    auto slot = sshca::pkcs11::FindSlot(*module.value(), uri.value(), nullptr);
+    REQUIRE(slot.ok());
+    REQUIRE(module.value()->fn()->C_CloseAllSessions(slot.value()) == CKR_OK);
+  }
+  Result<RawOutput> r = lab.Call(Args("echo second"), "call-second");
+  INFO((r.ok() ? "" : r.status().ToString()));
+  REQUIRE(r.ok());
+  CHECK(r->out.bytes == "second\n");
+  CHECK(dynamic_cast<const sshca::Pkcs11Signer&>(lab.ca->signer()).reopens() == 1);
+  CHECK(lab.sshd->WaitForLog("ID " + lab.KeyId("call-second") + " (serial " + r->metadata.at("cert_serial") +
+                             ") CA ED25519 " + lab.ca->Fingerprint()));
+}
+
+TEST_CASE("a CA token that cannot sign fails the call before it connects, naming the token and key") {
+  Lab lab(CaKind::kToken);
+  CommandResult del = lab.hsm->Tool({"pkcs11-tool", "--module", SoftHsm::ModulePath(), "--token-label",
+                                     lab.hsm->label(), "--login", "--pin", lab.hsm->pin(), "--delete-object", "--type",
+                                     "privkey", "--label", "ca"});
+  INFO(del.out << del.err);
+  REQUIRE(del.status == 0);
+  Result<RawOutput> r = lab.Call(Args("echo must-not-run"), "call-no-key");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == Code::kNotFound);
+  CHECK_THAT(r.status().message(), Catch::Contains("cannot issue the call's certificate"));
+  CHECK_THAT(r.status().message(), Catch::Contains("no private key matches pkcs11:token=warden-ca;object=ca"));
+  // The certificate is made before the connection is: sshd saw nothing.
+  CHECK(lab.sshd->Log().find("Connection from") == std::string::npos);
 }
 
 TEST_CASE("a KRL revokes only the call it names") {
