@@ -3,6 +3,10 @@
 //
 // 1. Certificate issuance in µs/op: signing alone, and with the per-call key
 //    generation and its export to libssh's PEM form (what every call does).
+// 1b. The CA signer: one signature over a certificate's to-be-signed bytes,
+//    p50/p99, with the key in memory (file signer) and inside a SoftHSM2
+//    token through PKCS#11 (Pkcs11Signer, a scratch token); then Issue() from
+//    8 threads at once through each (the token serialises on one session).
 // 2. Wall time of one `true` on a loopback sshd (tests/unit/ssh_fixture.h),
 //    p50/p99: ssh_run (key + certificate + libssh connect, host key check,
 //    auth, exec, exit status) against OpenSSH's own `ssh` client using an
@@ -12,15 +16,18 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/cancel.h"
 #include "core/clock.h"
 #include "sshca/ca.h"
+#include "tests/unit/softhsm_fixture.h"
 #include "tests/unit/ssh_fixture.h"
 #include "tools/ssh_tool.h"
 
@@ -43,6 +50,37 @@ double Percentile(std::vector<double> v, double p) {
 int Fail(const std::string& what) {
   std::fprintf(stderr, "ssh_bench: %s\n", what.c_str());
   return 1;
+}
+
+// SignLatency: p50 and p99 of one Sign() over `tbs`, in µs, after 50 warm-up calls.
+bool SignLatency(const warden::sshca::Signer& signer, const std::string& tbs, int n, double* p50, double* p99) {
+  std::vector<double> us;
+  us.reserve(static_cast<size_t>(n));
+  for (int i = 0; i < n + 50; ++i) {
+    auto a = Steady::now();
+    if (!signer.Sign(tbs).ok()) return false;
+    if (i >= 50) us.push_back(Micros(Steady::now() - a));
+  }
+  *p50 = Percentile(us, 0.5);
+  *p99 = Percentile(us, 0.99);
+  return true;
+}
+
+// ParallelIssue: certificates per second from `threads` threads issuing at once.
+double ParallelIssue(const warden::sshca::CertificateAuthority& ca, const warden::sshca::CertificateRequest& req,
+                     const std::string& subject, int threads, int each) {
+  std::atomic<int> failed{0};
+  std::vector<std::thread> pool;
+  auto t0 = Steady::now();
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      warden::SystemClock clock;
+      for (int i = 0; i < each; ++i)
+        if (!ca.Issue(req, subject, clock).ok()) ++failed;
+    });
+  for (auto& t : pool) t.join();
+  if (failed > 0) return -1;
+  return threads * each / std::chrono::duration<double>(Steady::now() - t0).count();
 }
 
 }  // namespace
@@ -78,6 +116,32 @@ int main(int argc, char** argv) {
   const double keygen_issue_us = Micros(Steady::now() - t0) / n;
   std::printf("certificate issuance (sign only):            %8.1f us/op\n", issue_us);
   std::printf("per-call key + certificate + PEM for libssh: %8.1f us/op\n", keygen_issue_us);
+
+  // --- 1b. the CA signer: key in memory vs key in a SoftHSM2 token
+  {
+    auto sample = ca->Issue(req, subject.value()->public_key(), clock);
+    if (!sample.ok()) return Fail("issue failed");
+    const std::string tbs = sample->blob.substr(0, sample->blob.size() - 87);  // what Issue() hands the signer
+    double file50 = 0, file99 = 0;
+    if (!SignLatency(ca->signer(), tbs, 5000, &file50, &file99)) return Fail("file signer failed");
+    const double file_rate = ParallelIssue(*ca, req, subject.value()->public_key(), 8, 500);
+    std::printf("CA signature over a %zu-byte certificate body, p50/p99:\n", tbs.size());
+    std::printf("  file signer (key in memory, OpenSSL):  p50 %8.1f us  p99 %8.1f us\n", file50, file99);
+    if (!warden::testing::SoftHsm::Available()) {
+      std::printf("  SoftHSM2 signer: skipped (softhsm2 is not installed; scripts/setup.sh --tests)\n");
+    } else {
+      auto hsm = warden::testing::SoftHsm::Start();
+      if (!hsm.ok()) return Fail(hsm.status().message());
+      auto token_ca = hsm.value()->CreateCa();
+      if (!token_ca.ok()) return Fail(token_ca.status().message());
+      double hsm50 = 0, hsm99 = 0;
+      if (!SignLatency(token_ca.value()->signer(), tbs, 5000, &hsm50, &hsm99)) return Fail("token signer failed");
+      const double hsm_rate = ParallelIssue(*token_ca.value(), req, subject.value()->public_key(), 8, 500);
+      std::printf("  PKCS#11 signer (SoftHSM2 token):       p50 %8.1f us  p99 %8.1f us\n", hsm50, hsm99);
+      std::printf("Issue() from 8 threads at once: file %.0f certs/s, SoftHSM2 token %.0f certs/s\n", file_rate,
+                  hsm_rate);
+    }
+  }
 
   // --- 2. one `true` on a loopback sshd
   auto sshd = Sshd::Start(*ca);
