@@ -234,7 +234,7 @@ Result<Uri> ParseUri(std::string_view text) {
     return InvalidArgument("not a PKCS#11 URI (RFC 7512 URIs start with \"pkcs11:\")");
   if (text.find('\0') != std::string_view::npos) return InvalidArgument("the PKCS#11 URI contains a NUL byte");
   // Checked before parsing so that no message below can echo a PIN.
-  if (text.find("pin-value=") != std::string_view::npos)
+  if (text.find("pin-value") != std::string_view::npos)
     return InvalidArgument("the PKCS#11 URI carries a pin-value; a PIN never belongs in a config. Put it in a file "
                            "(mode 0600) and name that file with pin-source=file:<path> or ssh.pkcs11_pin_file");
   if (Status s = CheckAttributeNames(text); !s.ok()) return s;
