@@ -44,26 +44,24 @@ std::string Version(const struct ck_version& v) {
   return std::to_string(v.major) + "." + std::to_string(v.minor);
 }
 
-// UnknownAttributes finds path attributes p11-kit did not recognise (a typo
-// such as "objet=ca" would otherwise widen the match silently). p11-kit keeps
-// unknown query attributes as vendor queries; those are checked by name.
+// CheckAttributeNames refuses attributes RFC 7512 does not define: a typo
+// such as "objet=ca" would otherwise widen the match silently (p11-kit keeps
+// unknown query attributes as vendor queries, and Warden has none).
 Status CheckAttributeNames(std::string_view text) {
-  static const char* const kPath[] = {"token",       "manufacturer", "serial",           "model",
-                                      "library-manufacturer", "library-description", "library-version",
-                                      "object",      "type",         "id",               "slot-description",
-                                      "slot-manufacturer", "slot-id"};
+  static const char* const kPath[] = {"token",  "manufacturer", "serial", "model", "library-manufacturer",
+                                      "library-description", "library-version", "object", "type", "id",
+                                      "slot-description", "slot-manufacturer", "slot-id"};
   static const char* const kQuery[] = {"module-name", "module-path", "pin-source", "pin-value"};
   std::string_view rest = text.substr(std::string_view("pkcs11:").size());
-  std::string_view path = rest.substr(0, rest.find('?'));
-  std::string_view query = rest.find('?') == std::string_view::npos ? std::string_view() : rest.substr(rest.find('?') + 1);
-  auto check = [](std::string_view list, char sep, const char* const* known, size_t n,
-                  const char* where) -> Status {
+  const size_t q = rest.find('?');
+  const std::string_view path = rest.substr(0, q);
+  const std::string_view query = q == std::string_view::npos ? std::string_view() : rest.substr(q + 1);
+  auto check = [](std::string_view list, char sep, const char* const* known, size_t n, const char* where) {
     while (!list.empty()) {
-      std::string_view item = list.substr(0, list.find(sep));
+      const std::string_view item = list.substr(0, list.find(sep));
       list.remove_prefix(std::min(list.size(), item.size() + 1));
-      if (item.empty()) continue;
-      std::string_view name = item.substr(0, item.find('='));
-      if (std::none_of(known, known + n, [&](const char* k) { return name == k; }))
+      const std::string_view name = item.substr(0, item.find('='));
+      if (!item.empty() && std::none_of(known, known + n, [&](const char* k) { return name == k; }))
         return InvalidArgument("the PKCS#11 URI has an unknown " + std::string(where) + " attribute \"" +
                                std::string(name) + "\" (RFC 7512)");
     }

@@ -56,19 +56,21 @@ Result<Resolved> Resolve(const Pkcs11Options& o) {
   if (!uri.ok()) return uri.status();
   Resolved r;
   r.uri = std::move(uri.value());
-  auto pick = [](const std::string& config, const std::string& in_uri, const char* key, const char* attribute,
-                 std::string* out) -> Status {
+  // Each of the two may come from the config or from the URI, not from both differently.
+  auto pick = [](const std::string& config, const std::string& in_uri, const std::string& what,
+                 const std::string& key, const std::string& attribute, std::string* out) {
     if (!config.empty() && !in_uri.empty() && config != in_uri)
-      return InvalidArgument(std::string("the PKCS#11 ") + (std::string_view(key) == "ssh.pkcs11_module" ? "module" : "PIN file") +
-                             " is given twice, differently: " + key + " is " + config + " and the URI's " + attribute +
-                             " is " + in_uri + "; keep one");
+      return InvalidArgument("the PKCS#11 " + what + " is given twice, differently: " + key + " is " + config +
+                             " and the URI's " + attribute + " is " + in_uri + "; keep one");
     *out = config.empty() ? in_uri : config;
     return Status::Ok();
   };
   std::string module_path;
-  if (Status s = pick(o.module_path, r.uri.module_path, "ssh.pkcs11_module", "module-path", &module_path); !s.ok())
+  if (Status s = pick(o.module_path, r.uri.module_path, "module", "ssh.pkcs11_module", "module-path", &module_path);
+      !s.ok())
     return s;
-  if (Status s = pick(o.pin_file, r.uri.pin_file, "ssh.pkcs11_pin_file", "pin-source", &r.pin_file); !s.ok())
+  if (Status s = pick(o.pin_file, r.uri.pin_file, "PIN file", "ssh.pkcs11_pin_file", "pin-source", &r.pin_file);
+      !s.ok())
     return s;
   if (module_path.empty())
     return InvalidArgument("no PKCS#11 module for " + r.uri.text +
