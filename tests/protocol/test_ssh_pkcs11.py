@@ -38,8 +38,9 @@ class Token:
         self.tool("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", "87654321")
 
     def tool(self, *argv, check=True):
-        return subprocess.run(argv, env=dict(os.environ, **self.env), capture_output=True, text=True, timeout=60,
-                              check=check)
+        # HOME too: nothing a tool might cache lands outside the scratch directory.
+        return subprocess.run(argv, env=dict(os.environ, HOME=self.dir, **self.env), capture_output=True, text=True,
+                              timeout=60, check=check)
 
     def uri(self, obj="ca", with_files=False):
         u = f"pkcs11:token={self.label};object={obj}"
